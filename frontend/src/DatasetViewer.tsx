@@ -1,0 +1,88 @@
+import { useEffect, useState } from 'react'
+import { api, ApiError, formatBytes, formatDate } from './api'
+import { navigate } from './hooks'
+import { shapes } from './DatasetsTab'
+import type { Dataset } from './types'
+import { parseHeader } from './nncHeader'
+
+interface Page {
+  total: number; start: number; header: string[]; rows: { index: number; cells: string[] }[]
+  next: number | null; previous: number | null
+}
+
+const PAGE_SIZE = 50
+
+export function DatasetViewer({ datasetId }: { datasetId: number }) {
+  const [dataset, setDataset] = useState<Dataset | null>(null)
+  const [page, setPage] = useState<Page | null>(null)
+  const [start, setStart] = useState(0)
+  const [error, setError] = useState('')
+
+  useEffect(() => {
+    api<Dataset>(`/api/datasets/${datasetId}/`).then(setDataset).catch((e) => setError((e as ApiError).message))
+  }, [datasetId])
+  useEffect(() => {
+    api<Page>(`/api/datasets/${datasetId}/rows/?start=${start}&limit=${PAGE_SIZE}`).then(setPage)
+      .catch((e) => setError((e as ApiError).message))
+  }, [datasetId, start])
+
+  const remove = async () => {
+    if (!dataset || !window.confirm(`Delete dataset "${dataset.name}" and its files?`)) return
+    try {
+      await api(`/api/datasets/${datasetId}/`, { method: 'DELETE' })
+      navigate('/datasets')
+    } catch (e) {
+      setError((e as ApiError).message)
+    }
+  }
+
+  if (error) return <div className="page"><p><a href="#/datasets">← Datasets</a></p><div className="error" role="alert">{error}</div></div>
+  if (!dataset || !page) return <div className="page">Loading…</div>
+  const columns = page.header.map(parseHeader)
+  const fileUrl = (cell: string, thumb: boolean) =>
+    `/api/datasets/${datasetId}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}${thumb ? '?thumb=1' : ''}`
+  const isFile = (cell: string) => cell.startsWith('./') || /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)
+
+  const renderCell = (cell: string, column: number) => {
+    const info = columns[column]
+    if (isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
+      return <a href={fileUrl(cell, false)} target="_blank" rel="noreferrer"><img className="thumb" src={fileUrl(cell, true)} alt={cell} loading="lazy" /></a>
+    }
+    const index = Number(cell)
+    if (info.classes.length && Number.isInteger(index) && info.classes[index] !== undefined) {
+      return <span className="label">{cell}: {info.classes[index]}</span>
+    }
+    return <span>{cell}</span>
+  }
+
+  const last = Math.max(0, Math.floor((page.total - 1) / PAGE_SIZE) * PAGE_SIZE)
+  return (
+    <div className="page">
+      <p><a href="#/datasets">← Datasets</a></p>
+      <div className="page-head">
+        <h2 data-testid="dataset-name">{dataset.name}</h2>
+        <span className="spacer" />
+        <a className="button" href={`/api/datasets/${datasetId}/download/`}>Download zip</a>
+        <button className="danger" onClick={remove}>Delete</button>
+      </div>
+      <p className="muted">{dataset.rows} rows · {shapes(dataset)} · {formatBytes(dataset.size_bytes)} · created {formatDate(dataset.created_at)}
+        {dataset.class_names.length > 0 && <> · classes: {dataset.class_names.join(', ')}</>}</p>
+      <div className="pager">
+        <button className="secondary" disabled={page.start === 0} onClick={() => setStart(0)}>First</button>
+        <button className="secondary" disabled={page.previous === null} onClick={() => setStart(page.previous ?? 0)}>Previous</button>
+        <span data-testid="page-range">rows {page.total ? page.start + 1 : 0}–{page.start + page.rows.length} of {page.total}</span>
+        <button className="secondary" disabled={page.next === null} onClick={() => setStart(page.next ?? 0)}>Next</button>
+        <button className="secondary" disabled={page.next === null} onClick={() => setStart(last)}>Last</button>
+      </div>
+      <table className="grid rows" data-testid="dataset-rows">
+        <thead><tr><th>#</th>{page.header.map((h) => <th key={h}>{parseHeader(h).title}</th>)}</tr></thead>
+        <tbody>
+          {page.rows.map((row) => (
+            <tr key={row.index}><td className="muted">{row.index}</td>
+              {row.cells.map((cell, i) => <td key={i}>{renderCell(cell, i)}</td>)}</tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  )
+}

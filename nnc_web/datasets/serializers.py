@@ -1,0 +1,16 @@
+from rest_framework import serializers
+
+from nnc_web.datasets.models import Dataset, Upload
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Upload
+        fields = ["id", "filename", "size", "kind", "created_at"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "plugin_id", "job", "csv_name", "rows", "columns", "class_names",
+                  "size_bytes", "created_at"]

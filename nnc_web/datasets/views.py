@@ -1,0 +1,87 @@
+"""Upload and dataset endpoints (thin: parse -> service -> serialize)."""
+from __future__ import annotations
+
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nnc_web.api import field_errors
+from nnc_web.datasets import selectors, services
+from nnc_web.datasets.serializers import DatasetSerializer, UploadSerializer
+
+MAX_PAGE = 500
+
+
+class UploadListView(APIView):
+    """POST the raw file body (any content type) with `?filename=`; streamed straight to disk."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"results": UploadSerializer(selectors.uploads_of(request.user)[:200], many=True).data})
+
+    def post(self, request: Request) -> Response:
+        filename = request.query_params.get("filename") or request.headers.get("X-Filename", "")
+        if not filename:
+            return field_errors({"filename": "give the file name as ?filename="})
+        upload = services.save_upload(request.user, filename, request._request)
+        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+
+
+class UploadDetailView(APIView):
+    def get(self, request: Request, upload_id: int) -> Response:
+        return Response(UploadSerializer(selectors.upload_of(request.user, upload_id)).data)
+
+    def delete(self, request: Request, upload_id: int) -> Response:
+        services.delete_upload(selectors.upload_of(request.user, upload_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetListView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": DatasetSerializer(selectors.datasets_of(request.user), many=True).data})
+
+
+class DatasetDetailView(APIView):
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(DatasetSerializer(selectors.dataset_of(request.user, dataset_id)).data)
+
+    def delete(self, request: Request, dataset_id: int) -> Response:
+        services.delete_dataset(selectors.dataset_of(request.user, dataset_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetRowsView(APIView):
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = selectors.dataset_of(request.user, dataset_id)
+        try:
+            start = max(0, int(request.query_params.get("start", 0)))
+            limit = min(MAX_PAGE, max(1, int(request.query_params.get("limit", 50))))
+        except ValueError:
+            return field_errors({"start": "start and limit must be integers"})
+        return Response(services.dataset_page(dataset, start, limit))
+
+
+class DatasetFileView(APIView):
+    """A file the dataset's CSV references; `?thumb=1` gives a small JPEG."""
+
+    def get(self, request: Request, dataset_id: int, relative: str) -> FileResponse:
+        dataset = selectors.dataset_of(request.user, dataset_id)
+        try:
+            if request.query_params.get("thumb"):
+                path = services.thumbnail(dataset, relative)
+            else:
+                path = services.dataset_file(dataset, relative)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise Http404 from exc
+        response = FileResponse(open(path, "rb"))
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class DatasetDownloadView(APIView):
+    def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
+        dataset = selectors.dataset_of(request.user, dataset_id)
+        response = StreamingHttpResponse(services.export_zip(dataset), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{dataset.name}.zip"'
+        return response

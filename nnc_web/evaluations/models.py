@@ -1,0 +1,1 @@
+"""Evaluation results, post-processing runs and endpoints arrive with the training issue."""

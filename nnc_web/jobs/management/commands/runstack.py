@@ -1,0 +1,27 @@
+"""`manage.py runstack`: the one command that runs the studio (see nnc_web.launcher)."""
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from nnc_web import launcher
+
+
+class Command(BaseCommand):
+    help = "Run NNC Web: embedded Redis (unless REDIS_URL), Dramatiq workers and Daphne."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--worker-processes", type=int, default=1)
+        parser.add_argument("--worker-threads", type=int, default=2,
+                            help="jobs run at once per process on the cpu queue")
+        parser.add_argument("--gpu-worker", choices=["on", "off"], default="on",
+                            help="a separate one-job-at-a-time worker for the gpu queue")
+        parser.add_argument("--ready-file", type=Path, default=None,
+                            help="write a JSON file with the URL once everything answers")
+
+    def handle(self, *args, **options) -> None:
+        code = launcher.run(options["host"], options["port"], options["worker_processes"],
+                            options["worker_threads"], options["gpu_worker"] == "on", options["ready_file"],
+                            out=self.stdout._out)
+        raise SystemExit(code)

@@ -1,0 +1,57 @@
+"""Job endpoints: create (run a plugin), list, detail, stored events, cancel."""
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nnc_web.api import field_errors
+from nnc_web.jobs import selectors, services
+from nnc_web.jobs.models import JobEvent
+from nnc_web.jobs.serializers import JobSerializer
+from nnc_web.plugins import registry
+
+
+class JobListView(APIView):
+    def get(self, request: Request) -> Response:
+        jobs = selectors.jobs_of(request.user).prefetch_related("datasets")[:100]
+        return Response({"results": JobSerializer(jobs, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        plugin_id = request.data.get("plugin")
+        if not isinstance(plugin_id, str) or plugin_id not in registry.PLUGINS:
+            return field_errors({"plugin": f"unknown plugin {plugin_id!r}"})
+        raw = request.data.get("params") or {}
+        if not isinstance(raw, dict):
+            return field_errors({"params": "must be an object of parameter values"})
+        plugin = registry.get(plugin_id)
+        params, errors = plugin.validate(request.user, raw, trusted=False)
+        if errors:
+            return field_errors(errors)
+        job = services.create_job(request.user, plugin, params)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(APIView):
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobSerializer(selectors.job_of(request.user, job_id)).data)
+
+
+class JobEventsView(APIView):
+    """Stored events after a sequence number: the polling fallback to the websocket."""
+
+    def get(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_of(request.user, job_id)
+        try:
+            after = max(0, int(request.query_params.get("after", 0)))
+        except ValueError:
+            return field_errors({"after": "must be an integer"})
+        events = JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:1000]
+        return Response({"events": [e.as_message() for e in events], "state": job.state})
+
+
+class JobCancelView(APIView):
+    def post(self, request: Request, job_id: int) -> Response:
+        job = services.cancel_job(selectors.job_of(request.user, job_id))
+        return Response(JobSerializer(job).data)

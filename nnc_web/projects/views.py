@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nnc_web.api import field_errors
+from nnc_web.projects import services
+from nnc_web.projects.models import Project
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "train_dataset", "valid_dataset", "config", "created_at"]
+
+
+def _project_of(user, project_id: int) -> Project:
+    try:
+        return Project.objects.get(pk=project_id, owner=user)
+    except Project.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+class ProjectListView(APIView):
+    def get(self, request: Request) -> Response:
+        projects = Project.objects.filter(owner=request.user)
+        return Response({"results": ProjectSerializer(projects, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        project, errors = services.create_project(
+            request.user, str(request.data.get("name", "")), str(request.data.get("description", "")),
+            request.data.get("train_dataset"), request.data.get("valid_dataset"))
+        if errors:
+            return field_errors(errors)
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    def get(self, request: Request, project_id: int) -> Response:
+        return Response(ProjectSerializer(_project_of(request.user, project_id)).data)
+
+    def delete(self, request: Request, project_id: int) -> Response:
+        _project_of(request.user, project_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

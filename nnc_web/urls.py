@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from nnc_web import views
+from nnc_web.accounts import views as accounts
+from nnc_web.datasets import views as datasets
+from nnc_web.jobs import views as jobs
+from nnc_web.plugins import views as plugins
+from nnc_web.projects import views as projects
+
+api = [
+    path("auth/me/", accounts.MeView.as_view()),
+    path("auth/signup/", accounts.SignUpView.as_view()),
+    path("auth/login/", accounts.SignInView.as_view()),
+    path("auth/logout/", accounts.SignOutView.as_view()),
+    path("auth/password/", accounts.PasswordView.as_view()),
+    path("auth/token/", accounts.TokenView.as_view()),
+    path("plugins/", plugins.PluginListView.as_view()),
+    path("jobs/", jobs.JobListView.as_view()),
+    path("jobs/<int:job_id>/", jobs.JobDetailView.as_view()),
+    path("jobs/<int:job_id>/events/", jobs.JobEventsView.as_view()),
+    path("jobs/<int:job_id>/cancel/", jobs.JobCancelView.as_view()),
+    path("uploads/", datasets.UploadListView.as_view()),
+    path("uploads/<int:upload_id>/", datasets.UploadDetailView.as_view()),
+    path("datasets/", datasets.DatasetListView.as_view()),
+    path("datasets/<int:dataset_id>/", datasets.DatasetDetailView.as_view()),
+    path("datasets/<int:dataset_id>/rows/", datasets.DatasetRowsView.as_view()),
+    path("datasets/<int:dataset_id>/files/<path:relative>", datasets.DatasetFileView.as_view()),
+    path("datasets/<int:dataset_id>/download/", datasets.DatasetDownloadView.as_view()),
+    path("projects/", projects.ProjectListView.as_view()),
+    path("projects/<int:project_id>/", projects.ProjectDetailView.as_view()),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", views.healthz),
+    *[path(f"api/{p.pattern}", p.callback, name=p.name) for p in api],
+    re_path(r"^(?!api/|admin/|static/|ws/).*$", views.spa),
+]

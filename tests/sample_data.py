@@ -1,0 +1,61 @@
+"""Real images for tests and benchmarks, made from packaged sources (no downloads)."""
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def digit_images(per_class: int = 10, classes: int = 3, size: int = 32) -> dict[str, list[Image.Image]]:
+    """scikit-learn's 8x8 handwritten digits scaled up to `size` pixels, grouped by class name."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grouped: dict[str, list[Image.Image]] = {}
+    for label in range(classes):
+        images = digits.images[digits.target == label][:per_class]
+        grouped[str(label)] = [
+            Image.fromarray((img / 16.0 * 255).astype(np.uint8), "L").resize((size, size), Image.BILINEAR)
+            for img in images
+        ]
+    return grouped
+
+
+def write_class_zip(path: Path, grouped: dict[str, list[Image.Image]], top: str | None = None,
+                    fmt: str = "PNG", extra: dict[str, bytes] | None = None) -> Path:
+    """A zip with one folder per class (optionally inside a single `top` folder)."""
+    prefix = f"{top}/" if top else ""
+    suffix = ".png" if fmt == "PNG" else ".jpg"
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, images in grouped.items():
+            for i, image in enumerate(images):
+                buffer = io.BytesIO()
+                image.save(buffer, fmt)
+                archive.writestr(f"{prefix}{label}/img_{i:04d}{suffix}", buffer.getvalue())
+        for name, data in (extra or {}).items():
+            archive.writestr(prefix + name, data)
+    return path
+
+
+def write_class_tar(path: Path, grouped: dict[str, list[Image.Image]], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as archive:
+        for label, images in grouped.items():
+            for i, image in enumerate(images):
+                buffer = io.BytesIO()
+                image.save(buffer, "PNG")
+                info = tarfile.TarInfo(f"{label}/img_{i:04d}.png")
+                info.size = buffer.tell()
+                buffer.seek(0)
+                archive.addfile(info, buffer)
+    return path
+
+
+def photo(name: str = "chelsea") -> Image.Image:
+    """A real photo from scikit-image (astronaut, chelsea, coffee, rocket, ...)."""
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)())

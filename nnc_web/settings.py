@@ -126,11 +126,18 @@ DJANGO_VITE = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 NNC_MAX_UPLOAD_BYTES = int(os.environ.get("NNC_MAX_UPLOAD_BYTES", 20 * 1024**3))
+NNC_MAX_IMAGE_PIXELS = int(os.environ.get("NNC_MAX_IMAGE_PIXELS", 100_000_000))
+# Archive extraction caps (zip bombs): members, bytes actually written, written/archive-size ratio.
+NNC_ARCHIVE_MAX_MEMBERS = int(os.environ.get("NNC_ARCHIVE_MAX_MEMBERS", 1_000_000))
+NNC_ARCHIVE_MAX_BYTES = int(os.environ.get("NNC_ARCHIVE_MAX_BYTES", 200 * 1024**3))
+NNC_ARCHIVE_MAX_RATIO = float(os.environ.get("NNC_ARCHIVE_MAX_RATIO", 200))
+NNC_ARCHIVE_RATIO_SLACK_BYTES = int(os.environ.get("NNC_ARCHIVE_RATIO_SLACK_BYTES", 64 * 1024**2))
 
 REST_FRAMEWORK = {
+    # Token first so unauthenticated calls get 401 + WWW-Authenticate rather than a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -145,6 +152,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+AXES_LOCKOUT_CALLABLE = "nnc_web.accounts.services.lockout_response"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -17,6 +17,12 @@ ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "Correct-Horse-42"
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(settings, tmp_path):
+    """Each test gets its own storage root (DB ids restart after every rollback)."""
+    settings.DATA_DIR = tmp_path / "data"
+
+
 @pytest.fixture
 def make_user(db):
     from django.contrib.auth import get_user_model

@@ -85,3 +85,11 @@ def ensure_staff_user(username: str, password: str, email: str = "") -> tuple[Us
     user.set_password(password)
     user.save()
     return user, created
+
+
+def lockout_response(request: HttpRequest, original_response=None, credentials=None):
+    """django-axes' lockout answer in the API's JSON error format (AXES_LOCKOUT_CALLABLE)."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"detail": "too many failed sign-in attempts: try again in 15 minutes", "errors": {}},
+                        status=429)

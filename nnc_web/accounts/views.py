@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nnc_web.accounts import services
+from nnc_web.api import documented
 
 
 def _user_payload(user) -> dict:
@@ -24,6 +25,7 @@ def _error(exc: services.AccountError) -> Response:
 
 
 @method_decorator(ensure_csrf_cookie, name="get")
+@documented("auth_me")
 class MeView(APIView):
     permission_classes = [AllowAny]
 
@@ -34,6 +36,7 @@ class MeView(APIView):
 
 
 @method_decorator(csrf_protect, name="post")
+@documented("auth_signup")
 class SignUpView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -48,6 +51,7 @@ class SignUpView(APIView):
 
 
 @method_decorator(csrf_protect, name="post")
+@documented("auth_login")
 class SignInView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -61,12 +65,14 @@ class SignInView(APIView):
         return Response({"authenticated": True, "user": _user_payload(user)})
 
 
+@documented("auth_logout")
 class SignOutView(APIView):
     def post(self, request: Request) -> Response:
         services.sign_out(request._request)
         return Response({"authenticated": False})
 
 
+@documented("auth_password")
 class PasswordView(APIView):
     def post(self, request: Request) -> Response:
         try:
@@ -77,6 +83,7 @@ class PasswordView(APIView):
         return Response({"detail": "password changed"})
 
 
+@documented("auth_token")
 class TokenView(APIView):
     def post(self, request: Request) -> Response:
         return Response({"token": services.rotate_token(request.user)}, status=201)

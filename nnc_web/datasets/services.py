@@ -91,6 +91,8 @@ def register_built_datasets(job, built: list) -> list[Dataset]:
                 class_names=item.class_names)
             folder = dataset.folder()
             folder.parent.mkdir(parents=True, exist_ok=True)
+            if folder.exists():  # left by a row that never committed: nothing references it
+                shutil.rmtree(folder)
             shutil.move(str(item.folder), str(folder))
             np.save(dataset.index_path(), build_row_index(dataset.csv_path()))
             dataset.size_bytes = storage.folder_size(folder)

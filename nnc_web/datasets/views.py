@@ -7,13 +7,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nnc_web.api import field_errors
+from nnc_web.api import documented, field_errors
 from nnc_web.datasets import selectors, services
 from nnc_web.datasets.serializers import DatasetSerializer, UploadSerializer
+from nnc_web.engine.reporting import UserError
 
 MAX_PAGE = 500
 
 
+@documented("uploads")
 class UploadListView(APIView):
     """POST the raw file body (any content type) with `?filename=`; streamed straight to disk."""
 
@@ -28,6 +30,7 @@ class UploadListView(APIView):
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
 
 
+@documented("upload")
 class UploadDetailView(APIView):
     def get(self, request: Request, upload_id: int) -> Response:
         return Response(UploadSerializer(selectors.upload_of(request.user, upload_id)).data)
@@ -37,11 +40,13 @@ class UploadDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@documented("datasets")
 class DatasetListView(APIView):
     def get(self, request: Request) -> Response:
         return Response({"results": DatasetSerializer(selectors.datasets_of(request.user), many=True).data})
 
 
+@documented("dataset")
 class DatasetDetailView(APIView):
     def get(self, request: Request, dataset_id: int) -> Response:
         return Response(DatasetSerializer(selectors.dataset_of(request.user, dataset_id)).data)
@@ -51,6 +56,7 @@ class DatasetDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@documented("dataset_rows")
 class DatasetRowsView(APIView):
     def get(self, request: Request, dataset_id: int) -> Response:
         dataset = selectors.dataset_of(request.user, dataset_id)
@@ -62,6 +68,7 @@ class DatasetRowsView(APIView):
         return Response(services.dataset_page(dataset, start, limit))
 
 
+@documented("dataset_file")
 class DatasetFileView(APIView):
     """A file the dataset's CSV references; `?thumb=1` gives a small JPEG."""
 
@@ -72,13 +79,14 @@ class DatasetFileView(APIView):
                 path = services.thumbnail(dataset, relative)
             else:
                 path = services.dataset_file(dataset, relative)
-        except (FileNotFoundError, ValueError, OSError) as exc:
+        except (UserError, ValueError, OSError) as exc:  # escaping paths look like missing files
             raise Http404 from exc
         response = FileResponse(open(path, "rb"))
         response["Cache-Control"] = "private, max-age=86400"
         return response
 
 
+@documented("dataset_download")
 class DatasetDownloadView(APIView):
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
         dataset = selectors.dataset_of(request.user, dataset_id)

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnc_web.engine.imaging import IMAGE_SUFFIXES, MODES, ImageRejected, convert_image
+from nnc_web.engine.imaging import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, MODES, ImageRejected, convert_image
 from nnc_web.engine.nnc_csv import Column, HeaderCell, format_header_cell, write_csv
 from nnc_web.engine.parallel import parallel_map
 from nnc_web.engine.reporting import Reporter, UserError, check_stop, log_list
@@ -21,6 +21,7 @@ class ShapingParams:
     height: int
     mode: str = "trimming"
     channel: int = 3
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger source images are skipped (decompression bombs)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -113,7 +114,7 @@ def _convert_one(task: tuple[int, str, str], shaping: ShapingParams) -> tuple[in
     number, source, dest = task
     try:
         convert_image(Path(source), Path(dest), shaping.width, shaping.height, shaping.mode,
-                      shaping.channel)
+                      shaping.channel, shaping.max_pixels)
         return number, None
     except ImageRejected as exc:
         return number, str(exc)

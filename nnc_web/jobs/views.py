@@ -6,13 +6,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nnc_web.api import field_errors
+from nnc_web.api import documented, field_errors
 from nnc_web.jobs import selectors, services
 from nnc_web.jobs.models import JobEvent
 from nnc_web.jobs.serializers import JobSerializer
 from nnc_web.plugins import registry
 
 
+@documented("jobs")
 class JobListView(APIView):
     def get(self, request: Request) -> Response:
         jobs = selectors.jobs_of(request.user).prefetch_related("datasets")[:100]
@@ -33,11 +34,13 @@ class JobListView(APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
+@documented("job")
 class JobDetailView(APIView):
     def get(self, request: Request, job_id: int) -> Response:
         return Response(JobSerializer(selectors.job_of(request.user, job_id)).data)
 
 
+@documented("job_events")
 class JobEventsView(APIView):
     """Stored events after a sequence number: the polling fallback to the websocket."""
 
@@ -51,6 +54,7 @@ class JobEventsView(APIView):
         return Response({"events": [e.as_message() for e in events], "state": job.state})
 
 
+@documented("job_cancel")
 class JobCancelView(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         job = services.cancel_job(selectors.job_of(request.user, job_id))

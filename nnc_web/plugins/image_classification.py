@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
+
 from nnc_web.engine.classification_dataset import (
     OutputSpec,
     ShapingParams,
@@ -44,7 +46,8 @@ def run(ctx, params: dict) -> list:
     outputs = [OutputSpec(params["file1"], params["ratio1"])]
     if params["ratio2"]:
         outputs.append(OutputSpec(params["file2"], params["ratio2"]))
-    shaping = ShapingParams(params["width"], params["height"], params["mode"], params["channel"])
+    shaping = ShapingParams(params["width"], params["height"], params["mode"], params["channel"],
+                            max_pixels=settings.NNC_MAX_IMAGE_PIXELS)
     return build_classification_datasets(source, ctx.path("build"), shaping, outputs, params["shuffle"],
                                          params["seed"], ctx)
 

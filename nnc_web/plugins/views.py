@@ -2,9 +2,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from nnc_web.api import documented
 from nnc_web.plugins.registry import PLUGINS
 
 
+@documented("plugins")
 class PluginListView(APIView):
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind")

@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nnc_web.api import field_errors
+from nnc_web.api import documented, field_errors
 from nnc_web.projects import services
 from nnc_web.projects.models import Project
 
@@ -24,6 +24,7 @@ def _project_of(user, project_id: int) -> Project:
         raise Http404 from exc
 
 
+@documented("projects")
 class ProjectListView(APIView):
     def get(self, request: Request) -> Response:
         projects = Project.objects.filter(owner=request.user)
@@ -38,6 +39,7 @@ class ProjectListView(APIView):
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
+@documented("project")
 class ProjectDetailView(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         return Response(ProjectSerializer(_project_of(request.user, project_id)).data)

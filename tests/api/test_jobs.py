@@ -1,0 +1,187 @@
+"""Job lifecycle: state machine, stored ordered events, cancel, reaper, websocket replay."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.urls import path
+from django.utils import timezone
+
+from nnc_web.jobs import services
+from nnc_web.jobs.consumers import JobEventsConsumer
+from nnc_web.jobs.models import Job, JobEvent
+from nnc_web.plugins import registry
+from nnc_web.plugins.registry import Param, Plugin
+
+pytestmark = pytest.mark.django_db
+
+
+def _counting_run(ctx, params):
+    for i in range(params["steps"]):
+        ctx.log(f"step {i}")
+        ctx.progress(i + 1, params["steps"])
+        if params.get("cancel_at") == i:
+            services.cancel_job(Job.objects.get(pk=ctx.job_id))  # the user clicks Cancel mid-run
+            ctx._last_stop_poll = 0  # next check reads the flag now instead of 0.5 s later
+        if ctx.should_stop():
+            from nnc_web.engine.reporting import JobCancelled
+
+            raise JobCancelled()
+    if params.get("crash"):
+        raise RuntimeError("boom")
+    return []
+
+
+@pytest.fixture
+def counting_plugin():
+    plugin = Plugin(id="test_counting", kind="postprocess", title="Counting", description="test",
+                    params=(Param("steps", "int", 3), Param("cancel_at", "int", -1), Param("crash", "bool", False)),
+                    runner=_counting_run)
+    registry.PLUGINS[plugin.id] = plugin
+    yield plugin
+    registry.PLUGINS.pop(plugin.id)
+
+
+def make_job(user, plugin, **params) -> Job:
+    clean, errors = plugin.validate(user, params, trusted=False)
+    assert not errors
+    return services.create_job(user, plugin, clean, send=False)
+
+
+def lines(job: Job) -> list[str]:
+    return [e.data["line"] for e in JobEvent.objects.filter(job=job, kind="log").order_by("seq")]
+
+
+def test_successful_job_ends_with_worker_done_and_ordered_events(alice, counting_plugin):
+    job = make_job(alice, counting_plugin, steps=3)
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "succeeded" and job.started_at and job.finished_at
+    assert lines(job) == ["Counting: started", "step 0", "step 1", "step 2", "worker done"]
+    seqs = list(JobEvent.objects.filter(job=job).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and job.last_seq == seqs[-1]
+    states = [e.data["state"] for e in JobEvent.objects.filter(job=job, kind="state")]
+    assert states == ["queued", "running", "succeeded"]
+    assert (job.progress_done, job.progress_total) == (3, 3)
+
+
+def test_crash_fails_the_job_with_a_message_not_a_traceback(alice, counting_plugin):
+    job = make_job(alice, counting_plugin, crash=True)
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "failed" and "RuntimeError" in job.message
+    assert "worker done" not in lines(job) and "Traceback" not in " ".join(lines(job))
+
+
+def test_cancel_queued_job_never_runs(alice, counting_plugin):
+    job = make_job(alice, counting_plugin)
+    services.cancel_job(job)
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "cancelled" and "step 0" not in lines(job)
+
+
+def test_cancel_running_job_stops_at_the_next_check(alice, counting_plugin):
+    job = make_job(alice, counting_plugin, steps=1000, cancel_at=2)
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+    assert lines(job)[-1] == "cancelled" and "step 3" not in lines(job)
+
+
+def test_reaper_marks_silent_running_jobs_lost(alice, counting_plugin, settings):
+    job = make_job(alice, counting_plugin)
+    stale = timezone.now() - timedelta(seconds=settings.NNC_HEARTBEAT_GRACE_SECONDS + 5)
+    Job.objects.filter(pk=job.pk).update(state="running", heartbeat_at=stale)
+    fresh = make_job(alice, counting_plugin)
+    Job.objects.filter(pk=fresh.pk).update(state="running", heartbeat_at=timezone.now())
+    assert services.reap_lost_jobs() == [job.pk]
+    job.refresh_from_db()
+    assert (job.state, job.message) == ("failed", "worker lost")
+
+
+def test_api_validates_params_per_field(alice, client_for):
+    client = client_for(alice)
+    response = client.post("/api/jobs/", {"plugin": "image_classification",
+                                          "params": {"width": "wide", "mode": "zoom", "bogus": 1}}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["width"] == ["must be a number"] and errors["source"] == ["this field is required"]
+    assert errors["mode"] == ["must be one of trimming, padding, resize"] and errors["bogus"] == ["unknown parameter"]
+    unknown = client.post("/api/jobs/", {"plugin": "nope"}, format="json")
+    assert unknown.status_code == 400 and "plugin" in unknown.json()["errors"]
+
+
+def test_plugin_list_serves_the_schema(alice, client_for):
+    plugins = {p["id"]: p for p in client_for(alice).get("/api/plugins/").json()["results"]}
+    params = {p["name"]: p for p in plugins["image_classification"]["params"]}
+    assert list(params) == ["source", "mode", "channel", "width", "height", "shuffle", "seed", "file1",
+                            "ratio1", "file2", "ratio2"]
+    assert params["mode"]["choices"] == ["trimming", "padding", "resize"] and params["channel"]["choices"] == [1, 3]
+    assert params["source"]["type"] == "file" and params["source"]["required"]
+
+
+def test_events_endpoint_replays_after_seq(alice, client_for, counting_plugin):
+    job = make_job(alice, counting_plugin, steps=2)
+    services.run_job(job.pk)
+    events = client_for(alice).get(f"/api/jobs/{job.pk}/events/?after=3").json()["events"]
+    assert [e["seq"] for e in events] == list(range(4, job.last_seq + 1 if False else Job.objects.get(pk=job.pk).last_seq + 1))
+
+
+def _application():
+    from channels.auth import AuthMiddlewareStack
+
+    return AuthMiddlewareStack(URLRouter([path("ws/jobs/<int:job_id>/", JobEventsConsumer.as_asgi())]))
+
+
+async def _connect(user, job_id: int, after: int = 0) -> WebsocketCommunicator:
+    from asgiref.sync import sync_to_async
+    from django.test import Client
+
+    headers = []
+    if user is not None:
+        client = Client()
+        await sync_to_async(client.force_login)(user)
+        headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+    communicator = WebsocketCommunicator(_application(), f"/ws/jobs/{job_id}/?after={after}", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def _received(communicator) -> list[dict]:
+    events = []
+    while True:
+        message = await communicator.receive_json_from(timeout=2)
+        if message["type"] == "replayed":
+            return events
+        events.extend(message["events"])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_replays_after_seq_then_streams_live(alice, counting_plugin):
+    from asgiref.sync import sync_to_async
+
+    from nnc_web.jobs.events import record_event
+
+    job = await sync_to_async(make_job)(alice, counting_plugin, steps=2)
+    await sync_to_async(services.run_job)(job.pk)
+    last = (await Job.objects.aget(pk=job.pk)).last_seq
+    communicator = await _connect(alice, job.pk, after=2)
+    assert [e["seq"] for e in await _received(communicator)] == list(range(3, last + 1))
+    await sync_to_async(record_event)(job.pk, "log", {"line": "late line"})
+    live = await communicator.receive_json_from(timeout=2)
+    assert live["events"][0]["seq"] == last + 1 and live["events"][0]["data"]["line"] == "late line"
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_is_owner_only(alice, bob, counting_plugin):
+    from asgiref.sync import sync_to_async
+
+    job = await sync_to_async(make_job)(alice, counting_plugin)
+    for user, code in ((bob, 4404), (None, 4401)):
+        communicator = await _connect(user, job.pk)
+        assert (await communicator.receive_output(timeout=2)) == {"type": "websocket.close", "code": code}

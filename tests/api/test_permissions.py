@@ -1,0 +1,91 @@
+"""Two-user permission matrix: every endpoint and verb answers 404 for another user's objects and
+401/403 for anonymous callers; nothing of the owner's changes."""
+from __future__ import annotations
+
+import pytest
+
+from nnc_web.datasets.models import Dataset, Upload
+from nnc_web.jobs.models import Job
+from nnc_web.projects.models import Project
+from tests.api.helpers import create_dataset, digits_zip, upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_things(alice, client_for, tmp_path):
+    client = client_for(alice)
+    job, (train_id, _) = create_dataset(client, tmp_path)
+    upload_id = upload(client, digits_zip(tmp_path / "..")).json()["id"]
+    project = client.post("/api/projects/", {"name": "p1", "train_dataset": train_id}, format="json").json()
+    first_file = client.get(f"/api/datasets/{train_id}/rows/").json()["rows"][0]["cells"][0][2:]
+    return {"job": job.pk, "dataset": train_id, "upload": upload_id, "project": project["id"], "file": first_file}
+
+
+def object_endpoints(t: dict) -> list[tuple[str, str]]:
+    d = t["dataset"]
+    return [
+        ("get", f"/api/uploads/{t['upload']}/"),
+        ("delete", f"/api/uploads/{t['upload']}/"),
+        ("get", f"/api/datasets/{d}/"),
+        ("delete", f"/api/datasets/{d}/"),
+        ("get", f"/api/datasets/{d}/rows/"),
+        ("get", f"/api/datasets/{d}/files/{t['file']}"),
+        ("get", f"/api/datasets/{d}/files/{t['file']}?thumb=1"),
+        ("get", f"/api/datasets/{d}/download/"),
+        ("get", f"/api/jobs/{t['job']}/"),
+        ("get", f"/api/jobs/{t['job']}/events/"),
+        ("post", f"/api/jobs/{t['job']}/cancel/"),
+        ("get", f"/api/projects/{t['project']}/"),
+        ("delete", f"/api/projects/{t['project']}/"),
+    ]
+
+
+COLLECTIONS = [("get", "/api/uploads/"), ("post", "/api/uploads/?filename=a.zip"), ("get", "/api/datasets/"),
+               ("get", "/api/jobs/"), ("post", "/api/jobs/"), ("get", "/api/projects/"),
+               ("post", "/api/projects/"), ("get", "/api/plugins/"), ("post", "/api/auth/password/"),
+               ("post", "/api/auth/token/"), ("delete", "/api/auth/token/")]
+
+
+def test_owner_can_use_every_endpoint(alices_things, alice, client_for):
+    client = client_for(alice)
+    for method, url in object_endpoints(alices_things):
+        if method == "get":
+            assert client.get(url).status_code == 200, url
+
+
+def test_other_user_gets_404_everywhere_and_changes_nothing(alices_things, bob, client_for):
+    client = client_for(bob)
+    for method, url in object_endpoints(alices_things):
+        response = getattr(client, method)(url)
+        assert response.status_code == 404, (method, url, response.status_code)
+        if response.get("Content-Type", "").startswith("application/json"):
+            assert response.json()["detail"] == "not found"
+    assert Dataset.objects.filter(pk=alices_things["dataset"]).exists()
+    assert Upload.objects.filter(pk=alices_things["upload"]).exists()
+    assert Project.objects.filter(pk=alices_things["project"]).exists()
+    assert not Job.objects.get(pk=alices_things["job"]).cancel_requested
+
+
+def test_other_users_lists_are_empty(alices_things, bob, client_for):
+    client = client_for(bob)
+    for url in ("/api/uploads/", "/api/datasets/", "/api/jobs/", "/api/projects/"):
+        assert client.get(url).json()["results"] == [], url
+
+
+def test_other_user_cannot_use_my_objects_as_inputs(alices_things, bob, client_for):
+    client = client_for(bob)
+    job = client.post("/api/jobs/", {"plugin": "image_classification",
+                                     "params": {"source": alices_things["upload"]}}, format="json")
+    assert job.status_code == 400 and job.json()["errors"]["source"] == ["no such upload"]
+    project = client.post("/api/projects/", {"name": "mine", "train_dataset": alices_things["dataset"]},
+                          format="json")
+    assert project.status_code == 400 and project.json()["errors"]["train_dataset"] == ["no such dataset"]
+
+
+def test_anonymous_is_refused_everywhere(alices_things, client_for):
+    client = client_for(None)
+    for method, url in object_endpoints(alices_things) + COLLECTIONS:
+        response = getattr(client, method)(url)
+        assert response.status_code in (401, 403), (method, url, response.status_code)
+    assert Dataset.objects.filter(pk=alices_things["dataset"]).exists()

@@ -1,6 +1,7 @@
 """Uploads (raw archives/CSVs as received) and datasets (immutable NNC CSV + files)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -26,7 +27,13 @@ class Upload(models.Model):
         return storage.uploads_dir(self.owner_id) / str(self.pk)
 
     def absolute_path(self) -> Path:
-        return self.folder() / "data"
+        return self.folder() / stored_name(self.filename)
+
+
+def stored_name(filename: str) -> str:
+    """The upload's name on disk: the user's name reduced to safe characters (never '.' or '..')."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", filename).lstrip(".")
+    return cleaned[:200] or "upload"
 
 
 class Dataset(models.Model):

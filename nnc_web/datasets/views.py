@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from rest_framework import status
+from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,9 +16,24 @@ from nnc_web.engine.reporting import UserError
 MAX_PAGE = 500
 
 
+class RawBodyParser(BaseParser):
+    """Accept any body without reading it: the view streams it to disk itself.
+
+    DRF parses the body when its CSRF check touches `request.POST`; without this, a raw upload
+    would answer 415 or be read into memory.
+    """
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> DataAndFiles:
+        return DataAndFiles({}, {})
+
+
 @documented("uploads")
 class UploadListView(APIView):
     """POST the raw file body (any content type) with `?filename=`; streamed straight to disk."""
+
+    parser_classes = [RawBodyParser]
 
     def get(self, request: Request) -> Response:
         return Response({"results": UploadSerializer(selectors.uploads_of(request.user)[:200], many=True).data})

@@ -13,4 +13,4 @@ class JobSerializer(serializers.ModelSerializer):
                   "finished_at", "datasets"]
 
     def get_datasets(self, job: Job) -> list[dict]:
-        return [{"id": d.id, "name": d.name} for d in job.datasets.all()]
+        return [{"id": d.id, "name": d.name} for d in sorted(job.datasets.all(), key=lambda d: d.pk)]

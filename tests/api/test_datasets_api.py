@@ -37,6 +37,10 @@ def test_upload_is_streamed_to_disk_and_checked(alice, client_for, tmp_path):
     stored = Upload.objects.get(pk=response.json()["id"])
     assert stored.kind == "zip" and stored.size == (tmp_path / "digits.zip").stat().st_size
     assert stored.absolute_path().read_bytes() == (tmp_path / "digits.zip").read_bytes()
+    assert stored.absolute_path().name == "digits.zip"
+    odd = upload(client, digits_zip(tmp_path), name="..%2F..%2Fmy%20data (1).zip").json()
+    assert Upload.objects.get(pk=odd["id"]).absolute_path().name == "my_data__1_.zip"
+    assert Upload.objects.get(pk=odd["id"]).absolute_path().parent == stored.folder().parent / str(odd["id"])
 
 
 @pytest.mark.parametrize("name,data,message", [
@@ -166,3 +170,20 @@ def test_cross_field_validation(alice, client_for, tmp_path):
     bad_name = client.post("/api/jobs/", {"plugin": "image_classification", "params": {
         "source": upload_id, "file1": "../evil"}}, format="json")
     assert "file1" in bad_name.json()["errors"]
+
+
+def test_upload_with_session_auth_and_csrf_streams_raw_body(alice, tmp_path):
+    """The SPA's way: session cookie + CSRF header + application/octet-stream body."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/api/auth/me/")
+    token = client.cookies["csrftoken"].value
+    data = digits_zip(tmp_path).read_bytes()
+    refused = client.post("/api/uploads/?filename=d.zip", data=data, content_type="application/octet-stream")
+    assert refused.status_code == 403
+    response = client.post("/api/uploads/?filename=d.zip", data=data, content_type="application/octet-stream",
+                           HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201, response.content
+    assert Upload.objects.get(pk=response.json()["id"]).size == len(data)

@@ -1,0 +1,99 @@
+"""The web flow in a real Chromium: sign up, upload, create a dataset, watch it, browse it."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.sample_data import digit_images, write_class_zip
+
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+
+@pytest.fixture
+def page(chromium, live_stack):
+    context = chromium.new_context(base_url=live_stack["url"], viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    context.close()
+
+
+def sign_up(page, username: str) -> None:
+    page.goto("/")
+    page.get_by_role("button", name="Sign up").click()
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "Correct-Horse-42")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible()
+
+
+def test_sign_up_upload_create_watch_and_browse(page, tmp_path, artifacts):
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(40, 3, size=48), top="digits",
+                              extra={"2/corrupt.png": b"broken"})
+    sign_up(page, "browseruser")
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.locator("input[name=source]").set_input_files(str(archive))
+    expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded digits.zip", timeout=30_000)
+    expect(dialog.get_by_test_id("upload-progress")).to_have_attribute("aria-valuenow", "100")
+    dialog.locator("input[name=width]").fill("32")
+    dialog.locator("input[name=height]").fill("32")
+    dialog.locator("input[name=ratio1]").fill("75")
+    dialog.locator("input[name=ratio2]").fill("25")
+    dialog.locator("input[name=file2]").fill("valid")
+    dialog.get_by_role("button", name="Run").click()
+
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=60_000)
+    log = panel.get_by_test_id("job-log")
+    expect(log).to_contain_text("found 121 images in 3 classes: 0, 1, 2")
+    expect(log).to_contain_text("skipped 2/corrupt.png: not a readable image")
+    expect(log.locator(".log-line").last).to_have_text("worker done")
+    progress = panel.get_by_test_id("job-progress")
+    expect(progress).to_have_attribute("aria-valuenow", "100")
+    expect(progress).to_have_attribute("data-total", "121")
+    page.screenshot(path=str(artifacts / "browser_job_panel.png"))
+
+    expect(page.get_by_test_id("dataset-list")).to_contain_text("train")
+    expect(page.get_by_test_id("dataset-list")).to_contain_text("x:image (3,32,32)")
+    panel.get_by_role("link", name="train").click()
+    expect(page.get_by_test_id("dataset-name")).to_have_text("train")
+    expect(page.get_by_test_id("page-range")).to_have_text("rows 1–50 of 90")
+    thumbs = page.locator("img.thumb")
+    expect(thumbs).to_have_count(50)
+    all_loaded = "Array.from(document.querySelectorAll('img.thumb')).every(i => i.complete && i.naturalWidth > 0)"
+    thumbs.last.scroll_into_view_if_needed()  # thumbnails load lazily, as a person scrolls
+    page.wait_for_function(all_loaded)
+    labels = page.locator("span.label").all_inner_texts()
+    assert len(labels) == 50 and all(re.fullmatch(r"([012]): \1", t) for t in labels)
+    page.screenshot(path=str(artifacts / "browser_dataset_viewer.png"), full_page=True)
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_test_id("page-range")).to_have_text("rows 51–90 of 90")
+    expect(thumbs).to_have_count(40)
+    thumbs.last.scroll_into_view_if_needed()
+    page.wait_for_function(all_loaded)
+    assert page.errors == []
+
+
+def test_errors_are_shown_clearly(page, tmp_path):
+    sign_up(page, "errorsuser")
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.get_by_role("button", name="Run").click()  # no file chosen yet
+    expect(dialog.locator(".field-error")).to_have_text("this field is required")
+    (tmp_path / "fake.zip").write_bytes(b"this is not an archive")
+    dialog.locator("input[name=source]").set_input_files(str(tmp_path / "fake.zip"))
+    expect(dialog.get_by_role("alert").first).to_contain_text("not a valid archive")
+    good = write_class_zip(tmp_path / "good.zip", digit_images(2, 2))
+    dialog.locator("input[name=source]").set_input_files(str(good))
+    expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded good.zip")
+    dialog.locator("input[name=ratio1]").fill("80")
+    dialog.locator("input[name=ratio2]").fill("30")
+    dialog.get_by_role("button", name="Run").click()
+    expect(dialog.locator(".field-error")).to_have_text("ratio1 + ratio2 must be at most 100")
+    page.goto("/#/datasets/999999")
+    expect(page.get_by_role("alert")).to_contain_text("not found")

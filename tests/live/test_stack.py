@@ -1,0 +1,130 @@
+"""Integration with the real stack: embedded Redis, a Dramatiq worker process and Daphne."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from nnc_web.launcher import free_port
+from tests.conftest import start_stack, stop_stack
+from tests.sample_data import digit_images, write_class_zip
+
+pytestmark = pytest.mark.live
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def open_socket(client, job_id: int, after: int):
+    url = client.base.replace("http://", "ws://") + f"/ws/jobs/{job_id}/?after={after}"
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    return connect(url, additional_headers={"Cookie": cookie, "Origin": client.base}, open_timeout=10)
+
+
+def read_events(socket, until_final: bool, limit: int | None = None) -> list[dict]:
+    events: list[dict] = []
+    while True:
+        message = json.loads(socket.recv(timeout=60))
+        if message["type"] != "events":
+            continue
+        events.extend(message["events"])
+        if limit is not None and len(events) >= limit:
+            return events
+        if until_final and any(e["kind"] == "state" and e["data"]["state"] in FINAL for e in events):
+            return events
+
+
+def queue_digits_job(client, tmp_path, per_class: int = 150) -> int:
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, 4, size=64),
+                              extra={"0/broken.png": b"nope"})
+    with open(archive, "rb") as handle:
+        upload = client.post("/api/uploads/?filename=digits.zip", data=handle,
+                             headers={"Content-Type": "application/octet-stream"}).json()
+    response = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
+        "source": upload["id"], "width": 96, "height": 96, "ratio1": 80, "ratio2": 20, "file2": "valid"}})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_worker_events_reach_the_websocket_in_order_across_a_reconnect(live_client, tmp_path):
+    client = live_client("ws")
+    job_id = queue_digits_job(client, tmp_path)
+    with open_socket(client, job_id, after=0) as socket:
+        first = read_events(socket, until_final=False, limit=4)
+    resume_after = first[-1]["seq"]
+    time.sleep(0.3)  # events keep arriving while nobody listens
+    with open_socket(client, job_id, after=resume_after) as socket:
+        rest = read_events(socket, until_final=True)
+    seqs = [e["seq"] for e in first + rest]
+    assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order, none lost"
+    stored = client.get(f"/api/jobs/{job_id}/events/").json()["events"]
+    assert [e["seq"] for e in stored] == seqs
+    lines = [e["data"]["line"] for e in first + rest if e["kind"] == "log"]
+    assert lines[-1] == "worker done"
+    assert "skipped 0/broken.png: not a readable image" in lines
+    assert "converted 600 of 601 images (1 skipped)" in lines
+    progress = [e["data"] for e in first + rest if e["kind"] == "progress"]
+    assert progress[-1] == {"done": 601, "total": 601} and len(progress) >= 2
+    job = client.get(f"/api/jobs/{job_id}/").json()
+    assert job["state"] == "succeeded" and [d["name"] for d in job["datasets"]] == ["train", "valid"]
+    rows = {d["name"]: d["rows"] for d in client.get("/api/datasets/").json()["results"]}
+    assert rows == {"train": 480, "valid": 120}
+
+
+def test_websocket_refuses_other_users_and_anonymous(live_client, tmp_path):
+    owner, other = live_client("own"), live_client("oth")
+    job_id = queue_digits_job(owner, tmp_path, per_class=5)
+    with open_socket(other, job_id, after=0) as socket:
+        with pytest.raises(Exception) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4404
+    anonymous = type(owner)(owner.base)
+    with open_socket(anonymous, job_id, after=0) as socket:
+        with pytest.raises(Exception) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4401
+
+
+def test_cancel_a_running_conversion(live_client, tmp_path):
+    client = live_client("cancel")
+    job_id = queue_digits_job(client, tmp_path, per_class=600)
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/jobs/{job_id}/").json()["progress_done"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.post(f"/api/jobs/{job_id}/cancel/").status_code == 200
+    while (job := client.get(f"/api/jobs/{job_id}/").json())["state"] not in FINAL:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["state"] == "cancelled" and job["progress_done"] < job["progress_total"]
+    assert job["datasets"] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_launcher_leaves_no_orphans(tmp_path, how):
+    process, info = start_stack(tmp_path, free_port())
+    children = list(info["pids"].values())
+    assert set(info["pids"]) == {"redis", "worker", "worker-gpu", "daphne"}
+    assert all(_alive(pid) for pid in children)
+    if how == "SIGTERM":
+        stop_stack(process)
+        assert process.returncode == 0
+    else:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
+    assert not (tmp_path / "run" / "redis_url").exists() or how == "SIGKILL"

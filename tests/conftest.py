@@ -1,18 +1,14 @@
 """Shared fixtures: users and API clients, and the real stack (Redis + worker + Daphne) for live tests."""
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.stack import ROOT, start_stack, stop_stack  # noqa: F401 - re-exported for tests
+
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "Correct-Horse-42"
 
@@ -56,41 +52,13 @@ def client_for():
     return make
 
 
-def start_stack(data_dir: Path, port: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, dict]:
-    """Run `manage.py runstack` in a subprocess with the real settings; wait for its ready file."""
-    ready = data_dir / "ready.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DRAMATIQ_BROKER")}
-    env.update({"DJANGO_SETTINGS_MODULE": "nnc_web.settings", "NNC_DATA_DIR": str(data_dir),
-                "PYTHONUNBUFFERED": "1", **(extra_env or {})})
-    log = open(data_dir / "launcher.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runstack", "--port", str(port), "--ready-file", str(ready),
-         "--worker-threads", "2"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("stack did not start:\n" + (data_dir / "launcher.log").read_text()[-4000:])
-        time.sleep(0.2)
-    return process, json.loads(ready.read_text())
-
-
-def stop_stack(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory):
     from nnc_web.launcher import free_port
 
     data_dir = tmp_path_factory.mktemp("live")
-    process, info = start_stack(data_dir, free_port())
+    # Small chunks so the browser's upload of a test archive takes several requests.
+    process, info = start_stack(data_dir, free_port(), extra_env={"NNC_UPLOAD_CHUNK_BYTES": "65536"})
     info["data_dir"] = data_dir
     info["process"] = process
     yield info
@@ -113,6 +81,20 @@ class LiveClient(requests.Session):
             headers.setdefault("X-CSRFToken", self.cookies.get("csrftoken", ""))
             headers.setdefault("Referer", self.base + "/")
         return super().request(method, url, *args, headers=headers, **kwargs)
+
+    def upload(self, path: Path) -> dict:
+        """The chunked upload protocol, as the SPA does it."""
+        started = self.post("/api/uploads/start/", json={"filename": path.name, "size": path.stat().st_size})
+        assert started.status_code == 201, started.text
+        upload, chunk = started.json(), started.json()["chunk_size"]
+        with open(path, "rb") as handle:
+            while data := handle.read(chunk):
+                response = self.put(f"/api/uploads/{upload['id']}/chunk/?offset={handle.tell() - len(data)}",
+                                    data=data, headers={"Content-Type": "application/octet-stream"})
+                assert response.status_code == 200, response.text
+        finished = self.post(f"/api/uploads/{upload['id']}/finish/")
+        assert finished.status_code == 200, finished.text
+        return finished.json()
 
     def sign_up(self, username: str) -> LiveClient:
         response = self.post("/api/auth/signup/", json={"username": username, "password": PASSWORD})

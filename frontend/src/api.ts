@@ -3,10 +3,12 @@
 export class ApiError extends Error {
   status: number
   errors: Record<string, string[]>
-  constructor(status: number, detail: string, errors: Record<string, string[]> = {}) {
+  received?: number  // chunked uploads: the bytes the server holds (409 answers)
+  constructor(status: number, detail: string, errors: Record<string, string[]> = {}, received?: number) {
     super(detail)
     this.status = status
     this.errors = errors
+    this.received = received
   }
 }
 
@@ -16,7 +18,8 @@ export function csrfToken(): string {
 }
 
 function messageFor(status: number, body: unknown): ApiError {
-  const data = (body && typeof body === 'object' ? body : {}) as { detail?: string; errors?: Record<string, string[]> }
+  const data = (body && typeof body === 'object' ? body : {}) as {
+    detail?: string; errors?: Record<string, string[]>; received?: number }
   const fallback: Record<number, string> = {
     400: 'The request was not valid.',
     401: 'Please sign in.',
@@ -26,7 +29,7 @@ function messageFor(status: number, body: unknown): ApiError {
     429: 'Too many attempts: please wait and try again.',
   }
   const detail = data.detail || fallback[status] || `The server answered ${status}.`
-  return new ApiError(status, detail, data.errors || {})
+  return new ApiError(status, detail, data.errors || {}, data.received)
 }
 
 export async function api<T = any>(path: string, options: { method?: string; body?: unknown } = {}): Promise<T> {
@@ -55,26 +58,58 @@ export async function api<T = any>(path: string, options: { method?: string; bod
   return data as T
 }
 
-// Upload a file as the raw request body (streamed to disk on the server) with progress.
-export function uploadFile(file: File, onProgress: (loaded: number, total: number) => void,
-                           signal?: AbortSignal): Promise<{ id: number; filename: string; size: number }> {
+export interface UploadInfo { id: number; filename: string; size: number; expected_size: number; state: string }
+
+// One chunk as a raw PUT body, with progress inside the chunk.
+function putChunk(id: number, offset: number, chunk: Blob, onProgress: (loaded: number) => void,
+                  signal?: AbortSignal): Promise<UploadInfo> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest()
-    xhr.open('POST', `/api/uploads/?filename=${encodeURIComponent(file.name)}`)
+    xhr.open('PUT', `/api/uploads/${id}/chunk/?offset=${offset}`)
     xhr.setRequestHeader('X-CSRFToken', csrfToken())
     xhr.setRequestHeader('Content-Type', 'application/octet-stream')
-    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.total || file.size)
+    xhr.upload.onprogress = (event) => onProgress(event.loaded)
     xhr.onload = () => {
       let data: unknown = null
       try { data = JSON.parse(xhr.responseText) } catch { data = null }
-      if (xhr.status >= 200 && xhr.status < 300) resolve(data as { id: number; filename: string; size: number })
+      if (xhr.status >= 200 && xhr.status < 300) resolve(data as UploadInfo)
       else reject(messageFor(xhr.status, data))
     }
-    xhr.onerror = () => reject(new ApiError(0, 'The upload was interrupted: check the connection and retry.'))
-    xhr.onabort = () => reject(new ApiError(0, 'Upload cancelled.'))
+    xhr.onerror = () => reject(new ApiError(0, 'The connection was interrupted.'))
+    xhr.onabort = () => reject(new ApiError(-1, 'Upload cancelled.'))
     signal?.addEventListener('abort', () => xhr.abort())
-    xhr.send(file)
+    xhr.send(chunk)
   })
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// Upload in chunks (the server never holds a whole file in memory). A broken connection is
+// retried; the server says how many bytes it has, and the upload resumes from there.
+export async function uploadFile(file: File, onProgress: (loaded: number, total: number) => void,
+                                 signal?: AbortSignal): Promise<UploadInfo> {
+  const started = await api<UploadInfo & { chunk_size: number }>('/api/uploads/start/', {
+    method: 'POST', body: { filename: file.name, size: file.size } })
+  let offset = 0
+  let failures = 0
+  onProgress(0, file.size)
+  while (offset < file.size) {
+    if (signal?.aborted) throw new ApiError(-1, 'Upload cancelled.')
+    const chunk = file.slice(offset, offset + started.chunk_size)
+    try {
+      const base = offset
+      offset = (await putChunk(started.id, offset, chunk, (loaded) => onProgress(base + loaded, file.size), signal)).size
+      failures = 0
+    } catch (e) {
+      const error = e as ApiError
+      if (error.status === 409 && typeof error.received === 'number') { offset = error.received; continue }
+      if (error.status !== 0 || ++failures > 10) throw error
+      await sleep(Math.min(500 * failures, 5000))
+      try { offset = (await api<UploadInfo>(`/api/uploads/${started.id}/`)).size } catch { /* next try */ }
+    }
+  }
+  onProgress(file.size, file.size)
+  return api<UploadInfo>(`/api/uploads/${started.id}/finish/`, { method: 'POST' })
 }
 
 export function formatBytes(bytes: number): string {

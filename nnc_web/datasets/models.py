@@ -11,10 +11,19 @@ from nnc_web import storage
 
 
 class Upload(models.Model):
+    """A file as received. Large files arrive in chunks (state `uploading`, `size` = bytes so far)
+    and become `ready` once complete and checked; only ready uploads feed plugins."""
+
+    class State(models.TextChoices):
+        UPLOADING = "uploading"
+        READY = "ready"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
     filename = models.CharField(max_length=255)
     size = models.BigIntegerField(default=0)
-    kind = models.CharField(max_length=10)  # zip | tar | csv
+    expected_size = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
+    kind = models.CharField(max_length=10)  # zip | tar | csv (archive while uploading)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,7 +6,7 @@ from nnc_web.datasets.models import Dataset, Upload
 class UploadSerializer(serializers.ModelSerializer):
     class Meta:
         model = Upload
-        fields = ["id", "filename", "size", "kind", "created_at"]
+        fields = ["id", "filename", "size", "expected_size", "state", "kind", "created_at"]
 
 
 class DatasetSerializer(serializers.ModelSerializer):

@@ -31,38 +31,111 @@ def upload_kind_for(filename: str) -> str:
     return "csv" if lower.endswith(".csv") else "archive"
 
 
-def save_upload(owner, filename: str, stream: BinaryIO) -> Upload:
-    """Stream the body to disk in chunks (never whole in memory), then check what it really is."""
+def _new_upload(owner, filename: str, state: str, expected_size: int = 0) -> Upload:
     filename = Path(filename.replace("\\", "/")).name[:255]
-    expected = upload_kind_for(filename)
-    upload = Upload.objects.create(owner=owner, filename=filename, kind=expected)
-    folder = upload.folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = upload.absolute_path()
-    size = 0
-    try:
-        with open(target, "wb") as out:
-            while chunk := stream.read(_CHUNK):
-                size += len(chunk)
-                if size > settings.NNC_MAX_UPLOAD_BYTES:
-                    raise UserError(f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes")
-                out.write(chunk)
-        if size == 0:
-            raise UserError("the file is empty")
-        if expected == "archive":
-            try:
-                upload.kind = archive_kind(target)
-            except ArchiveError as exc:
-                raise UserError(f"{filename} is not a valid archive: {exc}") from exc
-        else:
-            _check_csv_text(target)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        upload.delete()
-        raise
-    upload.size = size
-    upload.save(update_fields=["size", "kind"])
+    upload_kind_for(filename)
+    if expected_size > settings.NNC_MAX_UPLOAD_BYTES:
+        raise UserError(f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes")
+    upload = Upload.objects.create(owner=owner, filename=filename, kind="archive", state=state,
+                                   expected_size=expected_size)
+    upload.folder().mkdir(parents=True, exist_ok=True)
     return upload
+
+
+def _discard(upload: Upload) -> None:
+    shutil.rmtree(upload.folder(), ignore_errors=True)
+    upload.delete()
+
+
+def _verify(upload: Upload) -> None:
+    """Check that the received bytes are what the name says; mark the upload ready."""
+    target = upload.absolute_path()
+    if upload.size == 0:
+        raise UserError("the file is empty")
+    if upload_kind_for(upload.filename) == "archive":
+        try:
+            upload.kind = archive_kind(target)
+        except ArchiveError as exc:
+            raise UserError(f"{upload.filename} is not a valid archive: {exc}") from exc
+    else:
+        upload.kind = "csv"
+        _check_csv_text(target)
+    upload.state = Upload.State.READY
+    upload.save(update_fields=["kind", "state", "size"])
+
+
+def _append(upload: Upload, stream: BinaryIO, limit: int, too_much: str) -> int:
+    """Append the stream to the upload's file in chunks; never more than `limit` bytes."""
+    written = 0
+    with open(upload.absolute_path(), "r+b" if upload.absolute_path().exists() else "wb") as out:
+        out.seek(upload.size)
+        out.truncate()  # drop the tail of an earlier, interrupted chunk
+        while chunk := stream.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise UserError(too_much)
+            out.write(chunk)
+    return written
+
+
+def save_upload(owner, filename: str, stream: BinaryIO) -> Upload:
+    """One-request upload: stream the body to disk, then check what it really is.
+
+    Daphne holds a request body in memory while handing it over, so large files use the chunked
+    protocol below instead (the SPA always does).
+    """
+    upload = _new_upload(owner, filename, Upload.State.UPLOADING)
+    try:
+        upload.size = _append(upload, stream, settings.NNC_MAX_UPLOAD_BYTES,
+                              f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes")
+        _verify(upload)
+    except BaseException:
+        _discard(upload)
+        raise
+    return upload
+
+
+def start_chunked_upload(owner, filename: str, size: int) -> Upload:
+    if size <= 0:
+        raise UserError("the file is empty")
+    return _new_upload(owner, filename, Upload.State.UPLOADING, expected_size=size)
+
+
+def append_chunk(upload: Upload, offset: int, stream: BinaryIO) -> Upload:
+    """Add the chunk that starts at `offset`; a resent or out-of-order chunk is refused with the
+    offset the server has, so a client that lost its connection resumes from there."""
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.state != Upload.State.UPLOADING:
+            raise UploadConflict("this upload is already complete", upload.size)
+        if offset != upload.size:
+            raise UploadConflict(f"expected the chunk at offset {upload.size}", upload.size)
+        limit = min(settings.NNC_UPLOAD_CHUNK_BYTES, upload.expected_size - upload.size)
+        upload.size += _append(upload, stream, limit,
+                               f"a chunk may hold at most {limit} bytes here (chunk size or file size)")
+        upload.save(update_fields=["size"])
+    return upload
+
+
+def finish_upload(upload: Upload) -> Upload:
+    if upload.state == Upload.State.READY:
+        return upload
+    if upload.size != upload.expected_size:
+        raise UploadConflict(f"only {upload.size} of {upload.expected_size} bytes arrived", upload.size)
+    try:
+        _verify(upload)
+    except UserError:
+        _discard(upload)
+        raise
+    return upload
+
+
+class UploadConflict(UserError):
+    """The client's idea of the upload differs from the server's; `received` says where it stands."""
+
+    def __init__(self, message: str, received: int) -> None:
+        super().__init__(message)
+        self.received = received
 
 
 def _check_csv_text(path: Path) -> None:
@@ -76,8 +149,7 @@ def _check_csv_text(path: Path) -> None:
 
 
 def delete_upload(upload: Upload) -> None:
-    shutil.rmtree(upload.folder(), ignore_errors=True)
-    upload.delete()
+    _discard(upload)
 
 
 def register_built_datasets(job, built: list) -> list[Dataset]:

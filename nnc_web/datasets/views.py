@@ -1,6 +1,7 @@
 """Upload and dataset endpoints (thin: parse -> service -> serialize)."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from rest_framework import status
 from rest_framework.parsers import BaseParser, DataAndFiles
@@ -44,6 +45,54 @@ class UploadListView(APIView):
             return field_errors({"filename": "give the file name as ?filename="})
         upload = services.save_upload(request.user, filename, request._request)
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+
+
+def _conflict(exc: services.UploadConflict) -> Response:
+    return Response({"detail": str(exc), "errors": {}, "received": exc.received},
+                    status=status.HTTP_409_CONFLICT)
+
+
+@documented("upload_start")
+class UploadStartView(APIView):
+    """Begin a chunked upload: `{"filename": ..., "size": bytes}` -> the upload and the chunk size."""
+
+    def post(self, request: Request) -> Response:
+        try:
+            size = int(request.data.get("size"))
+        except (TypeError, ValueError):
+            return field_errors({"size": "give the file size in bytes"})
+        upload = services.start_chunked_upload(request.user, str(request.data.get("filename", "")), size)
+        return Response({**UploadSerializer(upload).data, "chunk_size": settings.NNC_UPLOAD_CHUNK_BYTES},
+                        status=status.HTTP_201_CREATED)
+
+
+@documented("upload_chunk")
+class UploadChunkView(APIView):
+    """PUT the raw bytes that start at `?offset=`; 409 answers with the offset the server has."""
+
+    parser_classes = [RawBodyParser]
+
+    def put(self, request: Request, upload_id: int) -> Response:
+        upload = selectors.upload_of(request.user, upload_id)
+        try:
+            offset = int(request.query_params.get("offset", ""))
+        except ValueError:
+            return field_errors({"offset": "give the chunk's byte offset as ?offset="})
+        try:
+            upload = services.append_chunk(upload, offset, request._request)
+        except services.UploadConflict as exc:
+            return _conflict(exc)
+        return Response(UploadSerializer(upload).data)
+
+
+@documented("upload_finish")
+class UploadFinishView(APIView):
+    def post(self, request: Request, upload_id: int) -> Response:
+        try:
+            upload = services.finish_upload(selectors.upload_of(request.user, upload_id))
+        except services.UploadConflict as exc:
+            return _conflict(exc)
+        return Response(UploadSerializer(upload).data)
 
 
 @documented("upload")

@@ -101,8 +101,11 @@ def _clean_file(value: Any, user, trusted: bool) -> dict:
     if isinstance(value, dict):
         value = value.get("upload", value.get("path"))
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        if not Upload.objects.filter(pk=int(value), owner=user).exists():
+        upload = Upload.objects.filter(pk=int(value), owner=user).first()
+        if upload is None:
             raise ValueError("no such upload")
+        if upload.state != Upload.State.READY:
+            raise ValueError("this upload is not complete yet")
         return {"upload": int(value)}
     if trusted and isinstance(value, str) and value:
         path = Path(value).expanduser().resolve()

@@ -187,3 +187,56 @@ def test_upload_with_session_auth_and_csrf_streams_raw_body(alice, tmp_path):
                            HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201, response.content
     assert Upload.objects.get(pk=response.json()["id"]).size == len(data)
+
+
+def put_chunk(client, upload_id: int, offset: int, data: bytes):
+    return client.put(f"/api/uploads/{upload_id}/chunk/?offset={offset}", data=data,
+                      content_type="application/octet-stream")
+
+
+def test_chunked_upload_resumes_from_the_servers_offset(alice, client_for, tmp_path, settings):
+    settings.NNC_UPLOAD_CHUNK_BYTES = 1000
+    client = client_for(alice)
+    data = digits_zip(tmp_path).read_bytes()
+    started = client.post("/api/uploads/start/", {"filename": "big.zip", "size": len(data)}, format="json").json()
+    assert (started["state"], started["size"], started["chunk_size"]) == ("uploading", 0, 1000)
+    upload_id = started["id"]
+    assert put_chunk(client, upload_id, 0, data[:1000]).json()["size"] == 1000
+    # the connection broke after the server stored the next chunk; the client resends it
+    put_chunk(client, upload_id, 1000, data[1000:2000])
+    resent = put_chunk(client, upload_id, 1000, data[1000:2000])
+    assert resent.status_code == 409 and resent.json()["received"] == 2000
+    too_big = put_chunk(client, upload_id, 2000, data[2000:3001])
+    assert too_big.status_code == 400 and "at most 1000 bytes" in too_big.json()["detail"]
+    early = client.post(f"/api/uploads/{upload_id}/finish/")
+    assert early.status_code == 409 and early.json()["received"] == 2000
+    offset = client.get(f"/api/uploads/{upload_id}/").json()["size"]
+    while offset < len(data):
+        offset = put_chunk(client, upload_id, offset, data[offset:offset + 1000]).json()["size"]
+    done = client.post(f"/api/uploads/{upload_id}/finish/").json()
+    assert (done["state"], done["kind"], done["size"]) == ("ready", "zip", len(data))
+    assert Upload.objects.get(pk=upload_id).absolute_path().read_bytes() == data
+    assert put_chunk(client, upload_id, len(data), b"x").status_code == 409
+
+
+def test_incomplete_upload_cannot_feed_a_plugin(alice, client_for):
+    client = client_for(alice)
+    upload_id = client.post("/api/uploads/start/", {"filename": "a.zip", "size": 10}, format="json").json()["id"]
+    response = client.post("/api/jobs/", {"plugin": "image_classification", "params": {"source": upload_id}},
+                           format="json")
+    assert response.json()["errors"]["source"] == ["this upload is not complete yet"]
+
+
+def test_chunked_upload_checks_name_size_and_content(alice, client_for, settings):
+    client = client_for(alice)
+    settings.NNC_MAX_UPLOAD_BYTES = 100
+    assert "larger than" in client.post("/api/uploads/start/", {"filename": "a.zip", "size": 101},
+                                        format="json").json()["detail"]
+    assert client.post("/api/uploads/start/", {"filename": "a.zip"}, format="json").json()["errors"]["size"]
+    assert "unsupported" in client.post("/api/uploads/start/", {"filename": "a.exe", "size": 5},
+                                        format="json").json()["detail"]
+    upload_id = client.post("/api/uploads/start/", {"filename": "a.zip", "size": 5}, format="json").json()["id"]
+    put_chunk(client, upload_id, 0, b"hello")
+    bad = client.post(f"/api/uploads/{upload_id}/finish/")
+    assert bad.status_code == 400 and "not a valid archive" in bad.json()["detail"]
+    assert not Upload.objects.filter(pk=upload_id).exists()

@@ -27,6 +27,8 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
     return [
         ("get", f"/api/uploads/{t['upload']}/"),
         ("delete", f"/api/uploads/{t['upload']}/"),
+        ("put", f"/api/uploads/{t['upload']}/chunk/?offset=0"),
+        ("post", f"/api/uploads/{t['upload']}/finish/"),
         ("get", f"/api/datasets/{d}/"),
         ("delete", f"/api/datasets/{d}/"),
         ("get", f"/api/datasets/{d}/rows/"),
@@ -41,7 +43,7 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
     ]
 
 
-COLLECTIONS = [("get", "/api/uploads/"), ("post", "/api/uploads/?filename=a.zip"), ("get", "/api/datasets/"),
+COLLECTIONS = [("get", "/api/uploads/"), ("post", "/api/uploads/?filename=a.zip"), ("post", "/api/uploads/start/"), ("get", "/api/datasets/"),
                ("get", "/api/jobs/"), ("post", "/api/jobs/"), ("get", "/api/projects/"),
                ("post", "/api/projects/"), ("get", "/api/plugins/"), ("post", "/api/auth/password/"),
                ("post", "/api/auth/token/"), ("delete", "/api/auth/token/")]

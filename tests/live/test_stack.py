@@ -10,8 +10,8 @@ import pytest
 from websockets.sync.client import connect
 
 from nnc_web.launcher import free_port
-from tests.conftest import start_stack, stop_stack
 from tests.sample_data import digit_images, write_class_zip
+from tests.stack import start_stack, stop_stack
 
 pytestmark = pytest.mark.live
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -39,9 +39,7 @@ def read_events(socket, until_final: bool, limit: int | None = None) -> list[dic
 def queue_digits_job(client, tmp_path, per_class: int = 150) -> int:
     archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, 4, size=64),
                               extra={"0/broken.png": b"nope"})
-    with open(archive, "rb") as handle:
-        upload = client.post("/api/uploads/?filename=digits.zip", data=handle,
-                             headers={"Content-Type": "application/octet-stream"}).json()
+    upload = client.upload(archive)
     response = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
         "source": upload["id"], "width": 96, "height": 96, "ratio1": 80, "ratio2": 20, "file2": "valid"}})
     assert response.status_code == 201, response.text
@@ -71,6 +69,14 @@ def test_worker_events_reach_the_websocket_in_order_across_a_reconnect(live_clie
     assert job["state"] == "succeeded" and [d["name"] for d in job["datasets"]] == ["train", "valid"]
     rows = {d["name"]: d["rows"] for d in client.get("/api/datasets/").json()["results"]}
     assert rows == {"train": 480, "valid": 120}
+
+
+def test_one_request_upload_for_scripts(live_client, tmp_path):
+    client = live_client("curl")
+    archive = write_class_zip(tmp_path / "small.zip", digit_images(3, 2))
+    response = client.post("/api/uploads/?filename=small.zip", data=archive.read_bytes(),
+                           headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 201 and response.json()["state"] == "ready"
 
 
 def test_websocket_refuses_other_users_and_anonymous(live_client, tmp_path):

@@ -37,9 +37,11 @@ function FileInput({ param, onUploaded }: { param: Param; onUploaded: (id: numbe
   }
 
   const percent = progress && progress.total ? Math.round((100 * progress.loaded) / progress.total) : 0
+  const uploading = status.startsWith('Uploading')
   return (
     <div className="file-input">
       <input type="file" name={param.name} accept=".zip,.tar,.tgz,.gz,.csv" onChange={(e) => choose(e.target.files?.[0])} />
+      {uploading && <button type="button" className="secondary" onClick={() => abort.current?.abort()}>Cancel upload</button>}
       {progress && (
         <div className="progress" role="progressbar" aria-valuenow={percent} data-testid="upload-progress">
           <div className="bar" style={{ width: `${percent}%` }} />

@@ -93,8 +93,12 @@ export async function uploadFile(file: File, onProgress: (loaded: number, total:
   let offset = 0
   let failures = 0
   onProgress(0, file.size)
+  const cancelled = async () => {
+    await api(`/api/uploads/${started.id}/`, { method: 'DELETE' }).catch(() => undefined)  // free the space
+    return new ApiError(-1, 'Upload cancelled.')
+  }
   while (offset < file.size) {
-    if (signal?.aborted) throw new ApiError(-1, 'Upload cancelled.')
+    if (signal?.aborted) throw await cancelled()
     const chunk = file.slice(offset, offset + started.chunk_size)
     try {
       const base = offset
@@ -102,6 +106,7 @@ export async function uploadFile(file: File, onProgress: (loaded: number, total:
       failures = 0
     } catch (e) {
       const error = e as ApiError
+      if (signal?.aborted) throw await cancelled()
       if (error.status === 409 && typeof error.received === 'number') { offset = error.received; continue }
       if (error.status !== 0 || ++failures > 10) throw error
       await sleep(Math.min(500 * failures, 5000))

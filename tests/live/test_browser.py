@@ -109,3 +109,34 @@ def test_errors_are_shown_clearly(page, tmp_path):
     expect(dialog.locator(".field-error")).to_have_text("ratio1 + ratio2 must be at most 100")
     page.goto("/#/datasets/999999")
     expect(page.get_by_role("alert")).to_contain_text("not found")
+
+
+def test_job_panel_resumes_after_dropped_connections(page, live_stack, tmp_path):
+    import requests
+
+    sign_up(page, "reconnectuser")
+    images = digit_images(500, 4, size=64)  # every digit scikit-learn has of 0-3 (~180 each)
+    archive = write_class_zip(tmp_path / "many.zip", images)
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.locator("input[name=source]").set_input_files(str(archive))
+    expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded many.zip", timeout=60_000)
+    dialog.locator("input[name=width]").fill("128")
+    dialog.locator("input[name=height]").fill("128")
+    dialog.get_by_role("button", name="Run").click()
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("running", timeout=30_000)
+    drops = 0
+    while panel.get_attribute("data-state") == "running" and drops < 5:
+        page.evaluate("window.__nncDropSockets()")  # the network drops; the panel reconnects with ?after=
+        drops += 1
+        page.wait_for_timeout(300)
+    assert drops >= 2, "the job should still be running while the connection drops"
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=120_000)
+    shown = panel.locator(".log-line").all_inner_texts()
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    job_id = panel.get_attribute("data-job")
+    stored = requests.get(f"{live_stack['url']}api/jobs/{job_id}/events/", cookies=cookies).json()["events"]
+    assert shown == [e["data"]["line"] for e in stored if e["kind"] == "log"]  # all lines, once, in order
+    total = str(sum(len(group) for group in images.values()))
+    expect(panel.get_by_test_id("job-progress")).to_have_attribute("data-done", total)

@@ -134,3 +134,31 @@ def test_launcher_leaves_no_orphans(tmp_path, how):
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in children)
     assert not (tmp_path / "run" / "redis_url").exists() or how == "SIGKILL"
+
+
+def test_run_plugin_wait_uses_the_running_studio(live_stack, live_client, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.stack import ROOT
+
+    client = live_client("cli")
+    username = client.get("/api/auth/me/").json()["user"]["username"]
+    archive = write_class_zip(tmp_path / "cli.zip", digit_images(8, 2))
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DRAMATIQ_BROKER")}
+    env.update(DJANGO_SETTINGS_MODULE="nnc_web.settings", NNC_DATA_DIR=str(live_stack["data_dir"]))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_plugin", "image_classification", "--user", username, "--wait",
+         "--param", f"source={archive}", "--param", "width=8", "--param", "height=8",
+         "--param", "ratio1=50", "--param", "ratio2=50"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("job ") and "worker done" in lines
+    ids = [int(x) for x in lines[-1].split()]
+    names = {d["id"]: d["name"] for d in client.get("/api/datasets/").json()["results"]}
+    assert [names[i] for i in ids] == ["train", "test"]
+    failing = subprocess.run(
+        [sys.executable, "manage.py", "run_plugin", "image_classification", "--user", username, "--wait",
+         "--param", f"source={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert failing.returncode != 0 and "no images found" in failing.stderr

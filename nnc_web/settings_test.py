@@ -11,7 +11,8 @@ os.environ.pop("REDIS_URL", None)
 
 from nnc_web.settings import *  # noqa: E402,F403
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+if not os.environ.get("DATABASE_URL"):  # with DATABASE_URL (e.g. PostgreSQL) Django makes test_<name>
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 STORAGES = {

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import Http404
 
 from nnc_web.datasets.models import Dataset, Upload
+from nnc_web.selectors import get_or_404
 
 
 def datasets_of(user) -> QuerySet[Dataset]:
@@ -12,10 +12,7 @@ def datasets_of(user) -> QuerySet[Dataset]:
 
 
 def dataset_of(user, dataset_id: int) -> Dataset:
-    try:
-        return datasets_of(user).get(pk=dataset_id)
-    except Dataset.DoesNotExist as exc:
-        raise Http404 from exc
+    return get_or_404(datasets_of(user), dataset_id)
 
 
 def uploads_of(user) -> QuerySet[Upload]:
@@ -23,7 +20,4 @@ def uploads_of(user) -> QuerySet[Upload]:
 
 
 def upload_of(user, upload_id: int) -> Upload:
-    try:
-        return uploads_of(user).get(pk=upload_id)
-    except Upload.DoesNotExist as exc:
-        raise Http404 from exc
+    return get_or_404(uploads_of(user), upload_id)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import Http404
 
 from nnc_web.jobs.models import Job
+from nnc_web.selectors import get_or_404
 
 
 def jobs_of(user) -> QuerySet[Job]:
@@ -12,7 +12,4 @@ def jobs_of(user) -> QuerySet[Job]:
 
 
 def job_of(user, job_id: int) -> Job:
-    try:
-        return jobs_of(user).get(pk=job_id)
-    except Job.DoesNotExist as exc:
-        raise Http404 from exc
+    return get_or_404(jobs_of(user), job_id)

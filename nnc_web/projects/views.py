@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.http import Http404
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +8,7 @@ from rest_framework.views import APIView
 from nnc_web.api import documented, field_errors
 from nnc_web.projects import services
 from nnc_web.projects.models import Project
+from nnc_web.selectors import get_or_404
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -18,10 +18,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 def _project_of(user, project_id: int) -> Project:
-    try:
-        return Project.objects.get(pk=project_id, owner=user)
-    except Project.DoesNotExist as exc:
-        raise Http404 from exc
+    return get_or_404(Project.objects.filter(owner=user), project_id)
 
 
 @documented("projects")

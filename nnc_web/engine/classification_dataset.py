@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import functools
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnc_web.engine.dataset_outputs import (  # noqa: F401 - re-exported for plugins
+    BuiltDataset,
+    OutputSpec,
+    Row,
+    active_outputs,
+    write_outputs,
+)
 from nnc_web.engine.imaging import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, MODES, ImageRejected, convert_image
-from nnc_web.engine.nnc_csv import Column, HeaderCell, format_header_cell, write_csv
+from nnc_web.engine.nnc_csv import Column, HeaderCell, format_header_cell
 from nnc_web.engine.parallel import parallel_map
 from nnc_web.engine.reporting import Reporter, UserError, check_stop, log_list
-from nnc_web.engine.splitting import split_rows
 
 _IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -32,12 +37,6 @@ class ShapingParams:
             raise UserError("width and height must be between 1 and 4096")
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    ratio: int
-
-
 @dataclass
 class SourceScan:
     classes: list[str]
@@ -45,19 +44,8 @@ class SourceScan:
     skipped: list[str] = field(default_factory=list)
 
 
-@dataclass
-class BuiltDataset:
-    """One output dataset, complete in `folder` (CSV + images) and ready to register."""
-
-    name: str
-    folder: Path
-    csv_name: str
-    rows: int
-    columns: list[Column]
-    class_names: list[str]
-
-
-def _visible(path: Path) -> bool:
+def is_visible(path: Path) -> bool:
+    """Not a hidden file or an OS artefact (__MACOSX, .DS_Store, Thumbs.db)."""
     return path.name not in _IGNORED_NAMES and not path.name.startswith(".")
 
 
@@ -65,10 +53,10 @@ def find_class_root(source: Path) -> Path:
     """The folder holding the class folders; a single wrapping folder around them is tolerated."""
     root = source
     for _ in range(3):
-        entries = [p for p in root.iterdir() if _visible(p)]
+        entries = [p for p in root.iterdir() if is_visible(p)]
         folders = [p for p in entries if p.is_dir()]
         if len(folders) == 1 and not any(p.is_file() for p in entries):
-            inner = [p for p in folders[0].iterdir() if _visible(p)]
+            inner = [p for p in folders[0].iterdir() if is_visible(p)]
             if any(p.is_dir() for p in inner):
                 root = folders[0]
                 continue
@@ -86,12 +74,12 @@ def scan_class_folders(source: Path) -> SourceScan:
     skipped: list[str] = []
     classes: list[str] = []
     items: list[tuple[Path, int]] = []
-    for entry in sorted(p for p in root.iterdir() if _visible(p)):
+    for entry in sorted(p for p in root.iterdir() if is_visible(p)):
         if not entry.is_dir():
             skipped.append(f"{entry.name}: not inside a class folder")
             continue
         images = []
-        for file in sorted(p for p in entry.iterdir() if _visible(p)):
+        for file in sorted(p for p in entry.iterdir() if is_visible(p)):
             if file.is_dir():
                 skipped.append(f"{entry.name}/{file.name}/: nested folders are not read")
             elif file.suffix.lower() in IMAGE_SUFFIXES:
@@ -146,9 +134,7 @@ def build_classification_datasets(
     reporter: Reporter,
 ) -> list[BuiltDataset]:
     """Convert every image once (on all cores), then split the kept rows between the outputs."""
-    named = [o for o in outputs if o.ratio > 0]
-    if not named:
-        raise UserError("at least one output needs a ratio above 0")
+    active_outputs(outputs)  # fail before any work when no output would be written
     scan = scan_class_folders(source)
     reporter.log(f"found {len(scan.items)} images in {len(scan.classes)} classes: {', '.join(scan.classes)}")
     log_list(reporter, "skipped ", scan.skipped)
@@ -169,35 +155,13 @@ def build_classification_datasets(
         reporter.progress(done, total)
     check_stop(reporter)
     kept.sort()
-    dropped = total - len(kept)
-    reporter.log(f"converted {len(kept)} of {total} images ({dropped} skipped)")
+    reporter.log(f"converted {len(kept)} of {total} images ({total - len(kept)} skipped)")
     if not kept:
         raise UserError("none of the images could be converted")
-
     label_cell = HeaderCell("y", label="label", classes=tuple(scan.classes))
     header = [format_header_cell(HeaderCell("x", label="image")), format_header_cell(label_cell)]
     shape = f"{shaping.channel},{shaping.height},{shaping.width}"
     columns = [Column("x", "image", "image", shape), Column("y", "label", "label", "1", list(scan.classes))]
-    first, second = split_rows(kept, named[0].ratio, named[1].ratio if len(named) > 1 else 0, shuffle, seed)
-    built = []
-    for spec, numbers in zip(named, (first, second), strict=False):
-        if not numbers:
-            reporter.log(f"dataset {spec.name!r} would be empty and was not created")
-            continue
-        folder = workdir / "outputs" / spec.name
-        rows = []
-        for number in numbers:
-            relative = names[number]
-            target = folder / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (staging / relative).rename(target)
-            rows.append([f"./{relative}", str(scan.items[number][1])])
-        csv_name = f"{spec.name}.csv"
-        write_csv(folder / csv_name, header, rows)
-        reporter.log(f"dataset {spec.name!r}: {len(rows)} rows")
-        built.append(BuiltDataset(spec.name, folder, csv_name, len(rows), columns, list(scan.classes)))
-    unused = len(kept) - len(first) - len(second)
-    if unused:
-        reporter.log(f"{unused} rows are beyond ratio1 + ratio2 and were left out")
-    shutil.rmtree(staging, ignore_errors=True)
-    return built
+    rows = [Row([f"./{names[n]}", str(scan.items[n][1])], [names[n]]) for n in kept]
+    return write_outputs(staging, workdir, outputs, rows, header, columns, list(scan.classes), shuffle, seed,
+                         reporter)

@@ -37,6 +37,10 @@ class ShapeBox:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.left, self.top, self.right, self.bottom)
 
+    def fractions(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The box in fractions of the image it was computed for (independent of decode scale)."""
+        return (self.left / width, self.top / height, self.right / width, self.bottom / height)
+
 
 def shape_box(width: int, height: int, target_w: int, target_h: int, mode: str) -> ShapeBox:
     """The source box for NNC's shaping modes, with integer arithmetic so equal aspects stay exact."""
@@ -107,13 +111,17 @@ def shape_image(image: Image.Image, width: int, height: int, mode: str) -> Image
     return region.resize((width, height), Image.Resampling.BILINEAR)
 
 
+@dataclass(frozen=True)
+class Shaped:
+    image: Image.Image
+    source_size: tuple[int, int]  # before any draft downscale
+    fractions: tuple[float, float, float, float]  # the shaping box as fractions of the source
+
+
 def load_shaped(
     path: Path, width: int, height: int, mode: str, channel: int, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[Image.Image, tuple[int, int]]:
-    """Open, shrink-on-load (JPEG draft), convert channels and shape one image.
-
-    Returns the shaped image and the source size (before any draft downscale).
-    """
+) -> Shaped:
+    """Open, shrink-on-load (JPEG draft), convert channels and shape one image."""
     image = open_checked(path, max_pixels)
     source_size = image.size
     try:
@@ -123,15 +131,19 @@ def load_shaped(
         image.load()
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected(f"image data is damaged: {exc}") from exc
-    return shape_image(to_channels(image, channel), width, height, mode), source_size
+    converted = to_channels(image, channel)
+    fractions = (0.0, 0.0, 1.0, 1.0)
+    if converted.size != (width, height):
+        fractions = shape_box(converted.width, converted.height, width, height, mode).fractions(*converted.size)
+    return Shaped(shape_image(converted, width, height, mode), source_size, fractions)
 
 
 def convert_image(
     source: Path, dest: Path, width: int, height: int, mode: str, channel: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[int, int]:
-    """Convert one file to a shaped PNG at `dest`; returns the source (width, height)."""
-    shaped, size = load_shaped(source, width, height, mode, channel, max_pixels)
+) -> Shaped:
+    """Convert one file to a shaped PNG at `dest`."""
+    shaped = load_shaped(source, width, height, mode, channel, max_pixels)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shaped.save(dest, format="PNG", compress_level=1)
-    return size
+    shaped.image.save(dest, format="PNG", compress_level=1)
+    return shaped

@@ -111,8 +111,10 @@ def test_rgba_is_flattened_onto_black_and_16_bit_is_scaled():
 def test_jpeg_draft_still_gives_the_exact_target(tmp_path):
     path = tmp_path / "cat.jpg"
     photo("chelsea").resize((640, 480)).save(path, "JPEG")
-    shaped, source_size = load_shaped(path, 224, 224, "trimming", 3)
-    assert shaped.size == (224, 224) and source_size == (640, 480)
+    result = load_shaped(path, 224, 224, "trimming", 3)
+    shaped = result.image
+    assert shaped.size == (224, 224) and result.source_size == (640, 480)
+    assert result.fractions == (80 / 640, 0.0, 560 / 640, 1.0)  # the same crop at the drafted scale
     reference = shape_image(Image.open(path).convert("RGB"), 224, 224, "trimming")
     difference = np.abs(np.asarray(shaped, float) - np.asarray(reference, float)).mean()
     assert difference < 6  # DCT shrink-on-load looks the same as a full decode

@@ -59,3 +59,31 @@ def photo(name: str = "chelsea") -> Image.Image:
     from skimage import data
 
     return Image.fromarray(getattr(data, name)())
+
+
+def write_yolo_zip(path: Path, count: int = 8, size: tuple[int, int] = (320, 200), classes: int = 2,
+                   extra: dict[str, bytes] | None = None, seed: int = 1) -> Path:
+    """A zip of images, each with coloured rectangles (colour = class), and their YOLO v2 labels."""
+    from PIL import ImageDraw
+
+    colours = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (67, 99, 216)]
+    rng = np.random.default_rng(seed)
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(count):
+            w, h = size
+            image = Image.new("RGB", size, (20, 20, 20))
+            lines = []
+            for j in range(1 + i % 2):
+                bw, bh = int(rng.integers(30, 70)), int(rng.integers(30, 70))
+                x0 = int(rng.integers(70 + j * 80, 70 + j * 80 + 20))
+                y0 = int(rng.integers(10, h - 10 - bh))
+                cls = (i + j) % classes
+                ImageDraw.Draw(image).rectangle([x0, y0, x0 + bw - 1, y0 + bh - 1], fill=colours[cls])
+                lines.append(f"{cls} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=95)
+            archive.writestr(f"images/img{i:03d}.jpg", buffer.getvalue())
+            archive.writestr(f"images/img{i:03d}.txt", "\n".join(lines) + "\n")
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return path

@@ -4,9 +4,10 @@ import { navigate } from './hooks'
 import { shapes } from './DatasetsTab'
 import type { Dataset } from './types'
 import { parseHeader } from './nncHeader'
+import { BoxedImage, ClassHistogram, type BoxAnnotation } from './BoxedImage'
 
 interface Page {
-  total: number; start: number; header: string[]; rows: { index: number; cells: string[] }[]
+  total: number; start: number; header: string[]; rows: { index: number; cells: string[]; boxes?: BoxAnnotation[] }[]
   next: number | null; previous: number | null
 }
 
@@ -43,8 +44,14 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
     `/api/datasets/${datasetId}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}${thumb ? '?thumb=1' : ''}`
   const isFile = (cell: string) => cell.startsWith('./') || /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)
 
-  const renderCell = (cell: string, column: number) => {
+  const imageColumn = dataset.columns.find((c) => c.kind === 'image')
+  const [, imageHeight, imageWidth] = (imageColumn?.shape ?? '3,1,1').split(',').map(Number)
+  const renderCell = (cell: string, column: number, boxes?: BoxAnnotation[]) => {
     const info = columns[column]
+    if (boxes && isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
+      return <BoxedImage src={fileUrl(cell, false)} href={fileUrl(cell, false)} boxes={boxes}
+        classes={dataset.class_names} aspect={imageWidth / imageHeight || 1} />
+    }
     if (isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
       return <a href={fileUrl(cell, false)} target="_blank" rel="noreferrer"><img className="thumb" src={fileUrl(cell, true)} alt={cell} loading="lazy" /></a>
     }
@@ -67,6 +74,8 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
       </div>
       <p className="muted">{dataset.rows} rows · {shapes(dataset)} · {formatBytes(dataset.size_bytes)} · created {formatDate(dataset.created_at)}
         {dataset.class_names.length > 0 && <> · classes: {dataset.class_names.join(', ')}</>}</p>
+      <ClassHistogram names={dataset.class_names} counts={dataset.class_counts}
+        unit={dataset.columns.some((c) => c.kind === 'boxes') ? 'Boxes' : 'Rows'} />
       <div className="pager">
         <button className="secondary" disabled={page.start === 0} onClick={() => setStart(0)}>First</button>
         <button className="secondary" disabled={page.previous === null} onClick={() => setStart(page.previous ?? 0)}>Previous</button>
@@ -79,7 +88,7 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
         <tbody>
           {page.rows.map((row) => (
             <tr key={row.index}><td className="muted">{row.index}</td>
-              {row.cells.map((cell, i) => <td key={i}>{renderCell(cell, i)}</td>)}</tr>
+              {row.cells.map((cell, i) => <td key={i}>{renderCell(cell, i, row.boxes)}</td>)}</tr>
           ))}
         </tbody>
       </table>

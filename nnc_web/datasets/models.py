@@ -55,6 +55,7 @@ class Dataset(models.Model):
     rows = models.BigIntegerField(default=0)
     columns = models.JSONField(default=list)
     class_names = models.JSONField(default=list)
+    class_counts = models.JSONField(default=list)  # rows (or boxes) per class, same order as class_names
     size_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -13,4 +13,4 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "name", "plugin_id", "job", "csv_name", "rows", "columns", "class_names",
-                  "size_bytes", "created_at"]
+                  "class_counts", "size_bytes", "created_at"]

@@ -168,9 +168,43 @@ def register_built_datasets(job, built: list) -> list[Dataset]:
             shutil.move(str(item.folder), str(folder))
             np.save(dataset.index_path(), build_row_index(dataset.csv_path()))
             dataset.size_bytes = storage.folder_size(folder)
-            dataset.save(update_fields=["size_bytes"])
+            dataset.class_counts = class_counts(dataset)
+            dataset.save(update_fields=["size_bytes", "class_counts"])
         created.append(dataset)
     return created
+
+
+def _boxes_column(dataset: Dataset) -> int | None:
+    kinds = [c.get("kind") for c in dataset.columns]
+    return kinds.index("boxes") if "boxes" in kinds else None
+
+
+def _read_boxes(dataset: Dataset, cell: str) -> list[dict]:
+    """The boxes file a detection row references: `class cx cy w h` lines, normalised."""
+    boxes = []
+    for line in dataset_file(dataset, cell).read_text().splitlines():
+        cls, cx, cy, w, h = line.split()
+        boxes.append({"cls": int(cls), "cx": float(cx), "cy": float(cy), "w": float(w), "h": float(h)})
+    return boxes
+
+
+def class_counts(dataset: Dataset) -> list[int]:
+    """Rows per class (classification) or boxes per class (detection), for the viewer's histogram."""
+    names = dataset.class_names
+    if not names:
+        return []
+    counts = [0] * len(names)
+    offsets = _row_index(dataset)
+    boxes_column = _boxes_column(dataset)
+    label_column = next((i for i, c in enumerate(dataset.columns) if c.get("kind") == "label"), None)
+    for start in range(0, len(offsets), 10_000):
+        for row in read_rows(dataset.csv_path(), offsets, start, 10_000):
+            if boxes_column is not None:
+                for box in _read_boxes(dataset, row[boxes_column]):
+                    counts[box["cls"]] += 1
+            elif label_column is not None and row[label_column].isdigit() and int(row[label_column]) < len(names):
+                counts[int(row[label_column])] += 1
+    return counts
 
 
 def delete_dataset(dataset: Dataset) -> None:
@@ -193,8 +227,14 @@ def dataset_page(dataset: Dataset, start: int, limit: int) -> dict:
     rows = read_rows(dataset.csv_path(), offsets, start, limit)
     total = len(offsets)
     end = start + len(rows)
-    return {"total": total, "start": start, "header": header,
-            "rows": [{"index": start + i, "cells": row} for i, row in enumerate(rows)],
+    boxes_column = _boxes_column(dataset)
+    page_rows = []
+    for i, row in enumerate(rows):
+        entry: dict = {"index": start + i, "cells": row}
+        if boxes_column is not None:
+            entry["boxes"] = _read_boxes(dataset, row[boxes_column])
+        page_rows.append(entry)
+    return {"total": total, "start": start, "header": header, "rows": page_rows,
             "next": end if end < total else None, "previous": max(0, start - limit) if start > 0 else None}
 
 

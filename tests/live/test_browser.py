@@ -140,3 +140,31 @@ def test_job_panel_resumes_after_dropped_connections(page, live_stack, tmp_path)
     assert shown == [e["data"]["line"] for e in stored if e["kind"] == "log"]  # all lines, once, in order
     total = str(sum(len(group) for group in images.values()))
     expect(panel.get_by_test_id("job-progress")).to_have_attribute("data-done", total)
+
+
+def test_yolo_dataset_shows_its_boxes(page, tmp_path, artifacts):
+    from tests.sample_data import write_yolo_zip
+
+    archive = write_yolo_zip(tmp_path / "shapes.zip", count=6, extra={"classes.txt": b"red\ngreen\n"})
+    sign_up(page, "yolouser")
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.locator("select[name=plugin]").select_option("object_detection_yolo_v2")
+    dialog.locator("input[name=source]").set_input_files(str(archive))
+    expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded shapes.zip")
+    dialog.locator("input[name=num_class]").fill("2")
+    dialog.locator("input[name=width]").fill("160")
+    dialog.locator("input[name=height]").fill("96")
+    dialog.get_by_role("button", name="Run").click()
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=60_000)
+    expect(panel.get_by_test_id("job-log")).to_contain_text("kept 6 of 6 images (0 dropped)")
+    panel.get_by_role("link", name="train").click()
+    expect(page.get_by_test_id("class-histogram")).to_contain_text("Boxes per class")
+    images = page.get_by_test_id("boxed-image")
+    expect(images).to_have_count(6)
+    expect(page.locator("svg rect.box")).to_have_count(9)  # 1 box on even images, 2 on odd ones
+    expect(page.locator(".box-label", has_text="green").first).to_be_visible()
+    page.wait_for_function("Array.from(document.querySelectorAll('.boxed img')).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(artifacts / "browser_yolo_boxes.png"), full_page=True)
+    assert page.errors == []

@@ -1,0 +1,47 @@
+// A dataset image with its boxes drawn over it (normalised cx, cy, w, h) and class names.
+export interface BoxAnnotation { cls: number; cx: number; cy: number; w: number; h: number }
+
+const COLOURS = ['#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6']
+
+export function colourOf(cls: number): string {
+  return COLOURS[cls % COLOURS.length]
+}
+
+export function BoxedImage({ src, href, boxes, classes, aspect }: {
+  src: string; href: string; boxes: BoxAnnotation[]; classes: string[]; aspect: number
+}) {
+  const width = 128
+  return (
+    <a href={href} target="_blank" rel="noreferrer" className="boxed" style={{ width, height: width / aspect }}
+      data-testid="boxed-image" data-boxes={boxes.length}>
+      <img src={src} alt="" loading="lazy" />
+      <svg viewBox="0 0 1 1" preserveAspectRatio="none">
+        {boxes.map((b, i) => (
+          <rect key={i} x={b.cx - b.w / 2} y={b.cy - b.h / 2} width={b.w} height={b.h} fill="none"
+            stroke={colourOf(b.cls)} strokeWidth={2} vectorEffect="non-scaling-stroke" className="box" />
+        ))}
+      </svg>
+      {boxes.map((b, i) => (
+        <span key={i} className="box-label" style={{ left: `${(b.cx - b.w / 2) * 100}%`, top: `${(b.cy - b.h / 2) * 100}%`,
+          background: colourOf(b.cls) }}>{classes[b.cls] ?? b.cls}</span>
+      ))}
+    </a>
+  )
+}
+
+export function ClassHistogram({ names, counts, unit }: { names: string[]; counts: number[]; unit: string }) {
+  if (!names.length || !counts.length) return null
+  const top = Math.max(1, ...counts)
+  return (
+    <div className="card histogram" data-testid="class-histogram">
+      <strong>{unit} per class</strong>
+      {names.map((name, i) => (
+        <div className="hist-row" key={name + i}>
+          <span className="hist-name">{name}</span>
+          <span className="hist-bar" style={{ width: `${(100 * (counts[i] ?? 0)) / top}%`, background: colourOf(i) }} />
+          <span className="hist-count">{counts[i] ?? 0}</span>
+        </div>
+      ))}
+    </div>
+  )
+}

@@ -64,15 +64,17 @@ def find_class_root(source: Path) -> Path:
     return root
 
 
-def scan_class_folders(source: Path) -> SourceScan:
+def scan_class_folders(source: Path, classes: list[str] | None = None) -> SourceScan:
     """Classes = immediate subfolders sorted by name, files directly inside, sorted by name.
 
     A folder gets a label index only when it holds at least one image file, so indices stay
-    contiguous (NNC's rule).
+    contiguous (NNC's rule). With `classes` given (several splits sharing one label index), the
+    indices are positions in that list.
     """
     root = find_class_root(source)
     skipped: list[str] = []
-    classes: list[str] = []
+    fixed = classes
+    found: list[str] = []
     items: list[tuple[Path, int]] = []
     for entry in sorted(p for p in root.iterdir() if is_visible(p)):
         if not entry.is_dir():
@@ -86,15 +88,18 @@ def scan_class_folders(source: Path) -> SourceScan:
                 images.append(file)
             else:
                 skipped.append(f"{entry.name}/{file.name}: not an image file")
-        if images:
-            items.extend((file, len(classes)) for file in images)
-            classes.append(entry.name)
+        if images and fixed is not None and entry.name not in fixed:
+            skipped.append(f"{entry.name}/: not one of the classes {', '.join(fixed)}")
+        elif images:
+            index = fixed.index(entry.name) if fixed is not None else len(found)
+            items.extend((file, index) for file in images)
+            found.append(entry.name)
     if not items:
         raise UserError(
             "no images found: the archive must hold one folder per class with images inside "
             f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})"
         )
-    return SourceScan(classes=classes, items=items, skipped=skipped)
+    return SourceScan(classes=list(fixed) if fixed is not None else found, items=items, skipped=skipped)
 
 
 def _convert_one(task: tuple[int, str, str], shaping: ShapingParams) -> tuple[int, str | None]:
@@ -132,10 +137,11 @@ def build_classification_datasets(
     shuffle: bool,
     seed: int,
     reporter: Reporter,
+    classes: list[str] | None = None,
 ) -> list[BuiltDataset]:
     """Convert every image once (on all cores), then split the kept rows between the outputs."""
     active_outputs(outputs)  # fail before any work when no output would be written
-    scan = scan_class_folders(source)
+    scan = scan_class_folders(source, classes)
     reporter.log(f"found {len(scan.items)} images in {len(scan.classes)} classes: {', '.join(scan.classes)}")
     log_list(reporter, "skipped ", scan.skipped)
     staging = workdir / "converted"

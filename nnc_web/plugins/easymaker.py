@@ -1,0 +1,90 @@
+"""Pre-processing: EasyMaker's dataset layouts imported as NNC datasets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from nnc_web.engine.classification_dataset import (
+    OutputSpec,
+    build_classification_datasets,
+    find_class_root,
+    is_visible,
+)
+from nnc_web.engine.imaging import IMAGE_SUFFIXES
+from nnc_web.engine.reporting import UserError
+from nnc_web.plugins.common import SOURCE_HELP, register_datasets, shaping_of, shaping_params
+from nnc_web.plugins.registry import Param, Plugin, register
+from nnc_web.plugins.sources import prepare_source
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": ("train", "training"), "validation": ("validation", "valid", "val"),
+                 "test": ("test", "testing")}
+
+
+def find_splits(source: Path) -> dict[str, Path]:
+    """`train/`, `validation/` (or valid/val) and `test/` folders, possibly inside one wrapping folder."""
+    for root in (source, find_class_root(source), *[p for p in source.iterdir() if p.is_dir() and is_visible(p)]):
+        found = {}
+        for split, aliases in SPLIT_ALIASES.items():
+            folder = next((root / a for a in aliases if (root / a).is_dir()), None)
+            if folder is not None:
+                found[split] = folder
+        if "train" in found:
+            return found
+    raise UserError("no train/ folder found: the archive must hold train/, validation/ and test/ folders, "
+                    "each with one folder of images per class")
+
+
+def shared_classes(splits: dict[str, Path]) -> list[str]:
+    """Every class folder that holds an image in any split, sorted: one label index for all splits."""
+    names = set()
+    for folder in splits.values():
+        for entry in folder.iterdir():
+            if entry.is_dir() and is_visible(entry) and any(
+                    f.suffix.lower() in IMAGE_SUFFIXES for f in entry.iterdir() if f.is_file()):
+                names.add(entry.name)
+    return sorted(names)
+
+
+def run_classification(ctx, params: dict) -> list:
+    source = prepare_source(ctx, Path(params["source"]))
+    splits = find_splits(source)
+    classes = shared_classes(splits)
+    ctx.log(f"splits: {', '.join(splits)}; classes: {', '.join(classes)}")
+    built = []
+    for split, folder in splits.items():
+        ctx.log(f"--- {split}")
+        name = f"{params['prefix']}{split}"
+        built += build_classification_datasets(folder, ctx.path(f"build/{split}"), shaping_of(params),
+                                               [OutputSpec(name, 100)], params["shuffle"], params["seed"], ctx,
+                                               classes=classes)
+    return built
+
+
+def _prefix_errors(params: dict) -> dict[str, str]:
+    from nnc_web.plugins.registry import NAME_PATTERN
+
+    prefix = params.get("prefix") or ""
+    params["prefix"] = prefix
+    if prefix and not NAME_PATTERN.match(prefix + "x"):
+        return {"prefix": "use letters, digits, '.', '_' or '-'"}
+    return {}
+
+
+CLASSIFICATION_PLUGIN = register(Plugin(
+    id="easymaker_classification",
+    kind="preprocess",
+    title="EasyMaker image classification folders (train/validation/test)",
+    description="Imports EasyMaker's classification layout - train/, validation/ and test/ folders, each "
+                "with one folder of images per class - as up to three NNC datasets that share one label "
+                "index. Images are shaped as in the Image Classification plugin.",
+    params=(
+        Param("source", "file", required=True, help=f"{SOURCE_HELP} with train/, validation/, test/"),
+        *shaping_params(width=224, height=224),
+        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
+        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
+        Param("prefix", "text", "", help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
+    ),
+    runner=run_classification,
+    completer=register_datasets,
+    cross_check=_prefix_errors,
+))

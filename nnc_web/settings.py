@@ -128,6 +128,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 NNC_MAX_UPLOAD_BYTES = int(os.environ.get("NNC_MAX_UPLOAD_BYTES", 20 * 1024**3))
 # Large files arrive in chunks of at most this size: Daphne buffers each request body in memory.
 NNC_UPLOAD_CHUNK_BYTES = int(os.environ.get("NNC_UPLOAD_CHUNK_BYTES", 8 * 1024**2))
+# Server folders (os.pathsep-separated) whose data every signed-in user may import without uploading.
+NNC_IMPORT_DIRS = [p for p in os.environ.get("NNC_IMPORT_DIRS", "").split(os.pathsep) if p]
 NNC_MAX_IMAGE_PIXELS = int(os.environ.get("NNC_MAX_IMAGE_PIXELS", 100_000_000))
 # Archive extraction caps (zip bombs): members, bytes actually written, written/archive-size ratio.
 NNC_ARCHIVE_MAX_MEMBERS = int(os.environ.get("NNC_ARCHIVE_MAX_MEMBERS", 1_000_000))

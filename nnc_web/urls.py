@@ -26,6 +26,7 @@ api = [
     path("uploads/<int:upload_id>/", datasets.UploadDetailView.as_view()),
     path("uploads/<int:upload_id>/chunk/", datasets.UploadChunkView.as_view()),
     path("uploads/<int:upload_id>/finish/", datasets.UploadFinishView.as_view()),
+    path("imports/", datasets.ImportListView.as_view()),
     path("datasets/", datasets.DatasetListView.as_view()),
     path("datasets/<int:dataset_id>/", datasets.DatasetDetailView.as_view()),
     path("datasets/<int:dataset_id>/rows/", datasets.DatasetRowsView.as_view()),

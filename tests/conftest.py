@@ -57,9 +57,14 @@ def live_stack(tmp_path_factory):
     from nnc_web.launcher import free_port
 
     data_dir = tmp_path_factory.mktemp("live")
-    # Small chunks so the browser's upload of a test archive takes several requests.
-    process, info = start_stack(data_dir, free_port(), extra_env={"NNC_UPLOAD_CHUNK_BYTES": "65536"})
+    # Small chunks so the browser's upload of a test archive takes several requests; a server
+    # folder that tests fill to import from.
+    server_data = data_dir / "server-data"
+    server_data.mkdir()
+    process, info = start_stack(data_dir, free_port(), extra_env={
+        "NNC_UPLOAD_CHUNK_BYTES": "65536", "NNC_IMPORT_DIRS": str(server_data)})
     info["data_dir"] = data_dir
+    info["server_data"] = server_data
     info["process"] = process
     yield info
     stop_stack(process)

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError, formatBytes, uploadFile } from './api'
 import { FieldError } from './FieldError'
+import { ServerPicker } from './ServerPicker'
 import type { Dataset, Job, Param, Plugin } from './types'
 
 function initialValues(plugin: Plugin): Record<string, unknown> {
@@ -10,11 +11,26 @@ function initialValues(plugin: Plugin): Record<string, unknown> {
 }
 
 // A file parameter: pick a file, it uploads at once with a progress bar; the value is the upload id.
-function FileInput({ param, onUploaded }: { param: Param; onUploaded: (id: number | '') => void }) {
+function FileInput({ param, onUploaded }: { param: Param; onUploaded: (value: unknown) => void }) {
   const [progress, setProgress] = useState<{ loaded: number; total: number } | null>(null)
   const [status, setStatus] = useState('')
   const [error, setError] = useState('')
+  const [serverFolders, setServerFolders] = useState(false)
+  const [browsing, setBrowsing] = useState(false)
   const abort = useRef<AbortController | null>(null)
+
+  useEffect(() => {
+    api<{ entries: unknown[] }>('/api/imports/').then((r) => setServerFolders(r.entries.length > 0)).catch(() => undefined)
+  }, [])
+
+  const pickServer = (path: string) => {
+    abort.current?.abort()
+    setProgress(null)
+    setError('')
+    setBrowsing(false)
+    setStatus(`Server: ${path}`)
+    onUploaded({ import: path })
+  }
 
   const choose = async (file: File | undefined) => {
     abort.current?.abort()
@@ -40,8 +56,12 @@ function FileInput({ param, onUploaded }: { param: Param; onUploaded: (id: numbe
   const uploading = status.startsWith('Uploading')
   return (
     <div className="file-input">
-      <input type="file" name={param.name} accept=".zip,.tar,.tgz,.gz,.csv" onChange={(e) => choose(e.target.files?.[0])} />
+      <input type="file" id={`param-${param.name}`} name={param.name} accept=".zip,.tar,.tgz,.gz,.csv"
+        onChange={(e) => choose(e.target.files?.[0])} />
       {uploading && <button type="button" className="secondary" onClick={() => abort.current?.abort()}>Cancel upload</button>}
+      {serverFolders && <button type="button" className="secondary" onClick={() => setBrowsing(!browsing)}>
+        {browsing ? 'Hide server folders' : 'Or choose from the server'}</button>}
+      {browsing && <ServerPicker onPick={pickServer} />}
       {progress && (
         <div className="progress" role="progressbar" aria-valuenow={percent} data-testid="upload-progress">
           <div className="bar" style={{ width: `${percent}%` }} />
@@ -58,12 +78,13 @@ function ParamInput({ param, value, onChange, datasets }: {
   param: Param; value: unknown; onChange: (v: unknown) => void; datasets: Dataset[]
 }) {
   if (param.type === 'file') return <FileInput param={param} onUploaded={onChange} />
+  const id = `param-${param.name}`
   if (param.type === 'bool') {
-    return <input type="checkbox" name={param.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />
+    return <input type="checkbox" id={id} name={param.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />
   }
   if (param.type === 'dataset') {
     return (
-      <select name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)}>
+      <select id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)}>
         <option value="">—</option>
         {datasets.map((d) => <option key={d.id} value={d.id}>{d.name} (#{d.id})</option>)}
       </select>
@@ -71,7 +92,7 @@ function ParamInput({ param, value, onChange, datasets }: {
   }
   if (param.choices) {
     return (
-      <select name={param.name} value={String(value)} onChange={(e) => {
+      <select id={id} name={param.name} value={String(value)} onChange={(e) => {
         const raw = e.target.value
         onChange(param.type === 'int' || param.type === 'float' ? Number(raw) : raw)
       }}>
@@ -80,11 +101,11 @@ function ParamInput({ param, value, onChange, datasets }: {
     )
   }
   if (param.type === 'int' || param.type === 'float') {
-    return <input type="number" name={param.name} value={String(value ?? '')} min={param.min ?? undefined}
+    return <input type="number" id={id} name={param.name} value={String(value ?? '')} min={param.min ?? undefined}
       max={param.max ?? undefined} step={param.type === 'int' ? 1 : 'any'}
       onChange={(e) => onChange(e.target.value === '' ? '' : Number(e.target.value))} />
   }
-  return <input type="text" name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)} />
+  return <input type="text" id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)} />
 }
 
 // The form for any plugin, rendered from its schema; the server validates and answers per field.
@@ -120,11 +141,9 @@ export function PluginForm({ plugin, onQueued }: { plugin: Plugin; onQueued: (jo
       <p className="hint">{plugin.description}</p>
       {plugin.params.map((p) => (
         <div className="field" key={p.name}>
-          <label>
-            <span className="name">{p.name}{p.required ? ' *' : ''}</span>
-            <ParamInput param={p} value={values[p.name]} datasets={datasets}
-              onChange={(v) => setValues((prev) => ({ ...prev, [p.name]: v }))} />
-          </label>
+          <label htmlFor={`param-${p.name}`} className="name">{p.name}{p.required ? ' *' : ''}</label>
+          <ParamInput param={p} value={values[p.name]} datasets={datasets}
+            onChange={(v) => setValues((prev) => ({ ...prev, [p.name]: v }))} />
           {p.help && <div className="hint">{p.help}</div>}
           <FieldError error={error} field={p.name} />
         </div>

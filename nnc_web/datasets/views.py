@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nnc_web.api import documented, field_errors
-from nnc_web.datasets import selectors, services
+from nnc_web.datasets import imports, selectors, services
 from nnc_web.datasets.serializers import DatasetSerializer, UploadSerializer
 from nnc_web.engine.reporting import UserError
 
@@ -103,6 +103,14 @@ class UploadDetailView(APIView):
     def delete(self, request: Request, upload_id: int) -> Response:
         services.delete_upload(selectors.upload_of(request.user, upload_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@documented("imports")
+class ImportListView(APIView):
+    """Folders staff configured in NNC_IMPORT_DIRS: `?path=<root>/<folder>` lists one folder."""
+
+    def get(self, request: Request) -> Response:
+        return Response(imports.list_imports(request.query_params.get("path", "")))
 
 
 @documented("datasets")

@@ -95,9 +95,19 @@ def _to_bool(value: Any) -> bool:
 
 
 def _clean_file(value: Any, user, trusted: bool) -> dict:
-    """An upload id of the user (API), or a server path (trusted callers: the CLI)."""
+    """An upload id of the user, `{"import": "<root>/<path>"}` from NNC_IMPORT_DIRS, or any server
+    path (trusted callers only: the CLI)."""
     from nnc_web.datasets.models import Upload
 
+    if isinstance(value, dict) and "import" in value:
+        from nnc_web.datasets.imports import resolve_import
+        from nnc_web.engine.reporting import UserError
+
+        try:
+            resolve_import(str(value["import"]))
+        except UserError as exc:
+            raise ValueError(str(exc)) from exc
+        return {"import": str(value["import"])}
     if isinstance(value, dict):
         value = value.get("upload", value.get("path"))
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
@@ -179,7 +189,11 @@ class Plugin:
         for param in self.params:
             value = params.get(param.name)
             if param.type == "file" and isinstance(value, dict):
-                if "upload" in value:
+                if "import" in value:
+                    from nnc_web.datasets.imports import resolve_import
+
+                    resolved[param.name] = resolve_import(value["import"])
+                elif "upload" in value:
                     upload = Upload.objects.get(pk=value["upload"], owner=user)
                     resolved[param.name] = upload.absolute_path()
                 else:
@@ -198,6 +212,17 @@ class Plugin:
 
 
 PLUGINS: dict[str, Plugin] = {}
+
+# The order of DESIGN.md section 3: menus and listings show plugins in this order.
+ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_centernet",
+         "easymaker_classification", "coco_detection", "easymaker_segmentation", "tabular_csv",
+         "transfer_learning", "padim", "patchcore", "clip_zero_shot", "resnet50_classification", "tabular_mlp",
+         "cross_tabulation", "parameter_stats", "tsne", "scatter_plot", "tile_images", "face_evaluation",
+         "grad_cam", "grad_cam_batch", "lime_image", "lime_tabular", "shap_image", "max_min_activation")
+
+
+def ordered() -> list[Plugin]:
+    return sorted(PLUGINS.values(), key=lambda p: ORDER.index(p.id) if p.id in ORDER else len(ORDER))
 
 
 def register(plugin: Plugin) -> Plugin:

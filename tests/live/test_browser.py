@@ -168,3 +168,27 @@ def test_yolo_dataset_shows_its_boxes(page, tmp_path, artifacts):
     page.wait_for_function("Array.from(document.querySelectorAll('.boxed img')).every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(artifacts / "browser_yolo_boxes.png"), full_page=True)
     assert page.errors == []
+
+
+def test_dataset_from_a_server_folder(page, live_stack):
+    for label, images in digit_images(5, 2).items():
+        folder = live_stack["server_data"] / "lab" / "digits" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            image.save(folder / f"{i}.png")
+    sign_up(page, "serveruser")
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.get_by_role("button", name="Or choose from the server").click()
+    picker = dialog.get_by_test_id("server-picker")
+    picker.get_by_role("link", name="server-data/").click()
+    picker.get_by_role("link", name="lab/").click()
+    picker.get_by_role("link", name="digits/").click()
+    picker.get_by_role("button", name="Use this folder").click()
+    expect(dialog.get_by_test_id("upload-status")).to_have_text("Server: server-data/lab/digits")
+    dialog.locator("input[name=width]").fill("16")
+    dialog.locator("input[name=height]").fill("16")
+    dialog.get_by_role("button", name="Run").click()
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=60_000)
+    expect(panel.get_by_test_id("job-log")).to_contain_text("found 10 images in 2 classes: 0, 1")

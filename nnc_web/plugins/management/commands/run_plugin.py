@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from nnc_web import config
 from nnc_web.jobs import services
 from nnc_web.jobs.models import Job, JobEvent
-from nnc_web.plugins.registry import PLUGINS
+from nnc_web.plugins.registry import PLUGINS, ordered
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if options["list"]:
-            for plugin in PLUGINS.values():
+            for plugin in ordered():
                 self.stdout.write(f"{plugin.id}\t{plugin.kind}\t{plugin.title}")
             return
         plugin_id = options["plugin"]

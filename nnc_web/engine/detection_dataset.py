@@ -27,6 +27,7 @@ from nnc_web.engine.reporting import Reporter, UserError, check_stop, log_list
 from nnc_web.engine.safe_paths import clean_relative
 
 HEADER = ["x:image", "y:label", "r:region", "#boxes"]  # '#' columns are comments NNC skips
+BOXES_HEADER = ["x:image", "y:boxes"]  # kind "boxes": images and their boxes, for detection trainers
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,12 @@ class DetectionParams:
     shaping: ShapingParams
     num_class: int
     grid_size: int
-    kind: str = "yolo"  # yolo | centernet
+    kind: str = "yolo"  # yolo | centernet | boxes (no grids)
     num_anchor: int = 5
 
     def __post_init__(self) -> None:
+        if self.kind == "boxes":
+            return
         if self.grid_size < 1 or self.shaping.width % self.grid_size or self.shaping.height % self.grid_size:
             raise UserError(f"width ({self.shaping.width}) and height ({self.shaping.height}) must be "
                             f"divisible by grid_size ({self.grid_size})")
@@ -102,6 +105,9 @@ def _convert_one(task: _Task, params: DetectionParams, anchors: np.ndarray | Non
     except Exception as exc:  # noqa: BLE001 - one odd file must never abort the whole dataset
         return task.number, f"conversion failed: {exc}", 0
     boxes = [b for b in (warp_box(box, shaped.fractions) for box in task.boxes) if b is not None]
+    (root / f"{task.stem}_boxes.txt").write_text(format_boxes(boxes))
+    if params.kind == "boxes":
+        return task.number, None, len(boxes)
     grid_w, grid_h = params.grid
     if params.kind == "yolo":
         label, region = yolo_targets(boxes, anchors, grid_w, grid_h)
@@ -110,17 +116,25 @@ def _convert_one(task: _Task, params: DetectionParams, anchors: np.ndarray | Non
         label, region = centernet_targets(boxes, params.num_class, grid_w, grid_h)
         save_grid_csv(root / f"{task.stem}_label.csv", label, "%f")
     save_grid_csv(root / f"{task.stem}_region.csv", region, "%f")
-    (root / f"{task.stem}_boxes.txt").write_text(format_boxes(boxes))
     return task.number, None, len(boxes)
 
 
 def build_detection_datasets(source: Path, workdir: Path, params: DetectionParams, outputs: list[OutputSpec],
                              shuffle: bool, seed: int, class_names: list[str],
                              reporter: Reporter) -> list[BuiltDataset]:
+    """YOLO v2 sources: images with same-name .txt label files."""
     active_outputs(outputs)
     images = scan_images(source)
     reporter.log(f"found {len(images)} images")
     labels = read_all_labels(images, params.num_class, reporter)
+    return convert_detection_items(images, labels, workdir, params, outputs, shuffle, seed, class_names, reporter)
+
+
+def convert_detection_items(images: list[tuple[Path, str]], labels: list[list[Box]], workdir: Path,
+                            params: DetectionParams, outputs: list[OutputSpec], shuffle: bool, seed: int,
+                            class_names: list[str], reporter: Reporter) -> list[BuiltDataset]:
+    """Shape every image (all cores), warp its boxes, write the targets, split into the outputs."""
+    active_outputs(outputs)
     anchors = None
     if params.kind == "yolo":
         sizes = np.array([(b.w, b.h) for boxes in labels for b in boxes]).reshape(-1, 2)
@@ -150,12 +164,18 @@ def build_detection_datasets(source: Path, workdir: Path, params: DetectionParam
     rows = []
     for n in numbers:
         stem = tasks[n].stem
-        files = [f"{stem}.png", f"{stem}_label.csv", f"{stem}_region.csv", f"{stem}_boxes.txt"]
+        files = [f"{stem}.png", f"{stem}_boxes.txt"] if params.kind == "boxes" else [
+            f"{stem}.png", f"{stem}_label.csv", f"{stem}_region.csv", f"{stem}_boxes.txt"]
         rows.append(Row([f"./{f}" for f in files], files))
+    shaping = params.shaping
+    image_column = Column("x", "image", "image", f"{shaping.channel},{shaping.height},{shaping.width}")
+    if params.kind == "boxes":
+        columns = [image_column, Column("y", "boxes", "boxes", "n,5", class_names)]
+        return write_outputs(staging, workdir, outputs, rows, BOXES_HEADER, columns, class_names, shuffle, seed,
+                             reporter)
     grid_w, grid_h = params.grid
     channels = params.num_anchor if params.kind == "yolo" else params.num_class
-    shaping = params.shaping
-    columns = [Column("x", "image", "image", f"{shaping.channel},{shaping.height},{shaping.width}"),
+    columns = [image_column,
                Column("y", "label", "file", f"{channels},{grid_h},{grid_w}", class_names),
                Column("r", "region", "file", f"{1 if params.kind == 'centernet' else channels},{grid_h},{grid_w},4"),
                Column("#boxes", None, "boxes", "n,5", class_names)]

@@ -9,8 +9,10 @@ from nnc_web.engine.classification_dataset import (
     find_class_root,
     is_visible,
 )
+from nnc_web.engine.coco import load_coco, read_coco_split, used_categories
+from nnc_web.engine.detection_dataset import DetectionParams, convert_detection_items
 from nnc_web.engine.imaging import IMAGE_SUFFIXES
-from nnc_web.engine.reporting import UserError
+from nnc_web.engine.reporting import UserError, log_list
 from nnc_web.plugins.common import SOURCE_HELP, register_datasets, shaping_of, shaping_params
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.sources import prepare_source
@@ -60,6 +62,36 @@ def run_classification(ctx, params: dict) -> list:
     return built
 
 
+COCO_FILE = "_annotations.coco.json"
+
+
+def run_coco(ctx, params: dict) -> list:
+    source = prepare_source(ctx, Path(params["source"]))
+    splits = {name: folder for name, folder in find_splits(source).items() if (folder / COCO_FILE).is_file()}
+    if not splits:
+        raise UserError(f"no {COCO_FILE} found in train/, validation/ or test/")
+    documents = {name: load_coco(folder / COCO_FILE) for name, folder in splits.items()}
+    categories = used_categories(list(documents.values()))
+    names = [name for _, name in categories]
+    index = {cid: i for i, (cid, _) in enumerate(categories)}
+    ctx.log(f"splits: {', '.join(splits)}; classes: {', '.join(names) or '-'}")
+    detection = DetectionParams(shaping_of(params), num_class=max(1, len(names)), grid_size=1, kind="boxes")
+    built = []
+    for split, folder in splits.items():
+        ctx.log(f"--- {split}")
+        coco = read_coco_split(documents[split], folder, index, f"{split}/{COCO_FILE}")
+        boxes = sum(len(b) for b in coco.labels)
+        ctx.log(f"{len(coco.images)} images, {boxes} boxes kept, {coco.dropped_annotations} annotations dropped")
+        log_list(ctx, "", coco.problems)
+        if not coco.images:
+            ctx.log(f"no usable image in {split}: no dataset for it")
+            continue
+        built += convert_detection_items(coco.images, coco.labels, ctx.path(f"build/{split}"), detection,
+                                         [OutputSpec(f"{params['prefix']}{split}", 100)], params["shuffle"],
+                                         params["seed"], names, ctx)
+    return built
+
+
 def _prefix_errors(params: dict) -> dict[str, str]:
     from nnc_web.plugins.registry import NAME_PATTERN
 
@@ -85,6 +117,27 @@ CLASSIFICATION_PLUGIN = register(Plugin(
         Param("prefix", "text", "", help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
     ),
     runner=run_classification,
+    completer=register_datasets,
+    cross_check=_prefix_errors,
+))
+
+COCO_PLUGIN = register(Plugin(
+    id="coco_detection",
+    kind="preprocess",
+    title="COCO object detection (EasyMaker layout)",
+    description="Imports EasyMaker's detection layout - train/, valid/ and test/ folders, each with its "
+                "images and a _annotations.coco.json (bbox = [x, y, width, height] in pixels) - as up to "
+                "three datasets of images and their boxes (x:image, y:boxes as 'class cx cy w h' text, "
+                "normalised), shaped as chosen; the boxes follow trimming and padding.",
+    params=(
+        Param("source", "file", required=True,
+              help=f"{SOURCE_HELP} with train/, valid/, test/ and a {COCO_FILE} in each"),
+        *shaping_params(width=512, height=512, mode="padding"),
+        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
+        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
+        Param("prefix", "text", "", help="prefix for the dataset names"),
+    ),
+    runner=run_coco,
     completer=register_datasets,
     cross_check=_prefix_errors,
 ))

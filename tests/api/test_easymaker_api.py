@@ -50,3 +50,79 @@ def test_missing_train_folder_is_a_clear_error(alice, client_for, tmp_path):
     run_job(response.json()["id"])
     job = Job.objects.get(pk=response.json()["id"])
     assert job.state == "failed" and "no train/ folder found" in job.message
+
+
+def coco_zip(tmp_path):
+    """train/ and valid/ with rectangles drawn where their COCO boxes say, plus bad annotations."""
+    import io
+    import json
+    import zipfile
+
+    from PIL import Image, ImageDraw
+
+    colours = {1: (230, 25, 75), 2: (60, 180, 75)}
+    path = tmp_path / "coco.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in (("train", 4), ("valid", 2)):
+            images, annotations = [], []
+            for i in range(count):
+                image = Image.new("RGB", (300, 200), (10, 10, 10))
+                x, y, w, h = 40 + 30 * i, 30 + 10 * i, 80, 60
+                category = 1 + i % 2
+                ImageDraw.Draw(image).rectangle([x, y, x + w - 1, y + h - 1], fill=colours[category])
+                buffer = io.BytesIO()
+                image.save(buffer, "JPEG", quality=95)
+                archive.writestr(f"{split}/img{i}.jpg", buffer.getvalue())
+                images.append({"id": i, "file_name": f"img{i}.jpg", "width": 300, "height": 200})
+                annotations.append({"id": 100 + i, "image_id": i, "category_id": category, "bbox": [x, y, w, h]})
+            if split == "train":
+                images += [{"id": 50, "file_name": "../../evil.jpg"}, {"id": 51, "file_name": "gone.jpg"}]
+                annotations += [
+                    {"id": 7, "image_id": 0, "category_id": 9, "bbox": [1, 1, 5, 5]},
+                    {"id": 8, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5]},
+                    {"id": 9, "image_id": 1, "category_id": 1, "bbox": [10, 10, 0, 5]},
+                    {"id": 10, "image_id": 1, "category_id": 2, "bbox": [400, 10, 20, 20]},
+                ]
+            document = {"images": images, "annotations": annotations,
+                        "categories": [{"id": 0, "name": "shapes"}, {"id": 1, "name": "red"},
+                                       {"id": 2, "name": "green"}]}
+            archive.writestr(f"{split}/_annotations.coco.json", json.dumps(document))
+    return path
+
+
+def test_coco_layout_becomes_box_datasets_and_reports_bad_annotations(alice, client_for, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from nnc_web.engine.detection import Box, iou
+    from nnc_web.jobs.models import JobEvent
+
+    client = client_for(alice)
+    upload_id = upload(client, coco_zip(tmp_path)).json()["id"]
+    response = client.post("/api/jobs/", {"plugin": "coco_detection", "params": {
+        "source": upload_id, "width": 128, "height": 128}}, format="json")
+    run_job(response.json()["id"])
+    job = Job.objects.get(pk=response.json()["id"])
+    log = [e.data["line"] for e in JobEvent.objects.filter(job=job, kind="log").order_by("seq")]
+    assert job.state == "succeeded", log
+    assert "splits: train, validation; classes: red, green" in log
+    for expected in ("train/_annotations.coco.json image 50: path escapes its folder",
+                     "train/_annotations.coco.json image 51: gone.jpg is missing",
+                     "train/_annotations.coco.json annotation 7: unknown category id 9",
+                     "train/_annotations.coco.json annotation 8: unknown image id 99",
+                     "train/_annotations.coco.json annotation 9: bbox [10, 10, 0, 5] has no area"):
+        assert any(line.startswith(expected) for line in log), expected
+    assert "4 images, 4 boxes kept, 4 annotations dropped" in log
+    datasets = {d.name: d for d in Dataset.objects.filter(job=job)}
+    assert {n: d.rows for n, d in datasets.items()} == {"train": 4, "validation": 2}
+    assert datasets["train"].class_names == ["red", "green"] and datasets["train"].class_counts == [2, 2]
+    page = client.get(f"/api/datasets/{datasets['train'].pk}/rows/").json()
+    assert page["header"] == ["x:image", "y:boxes"]
+    for row in page["rows"]:
+        (box,) = row["boxes"]
+        image = datasets["train"].folder() / row["cells"][0][2:]
+        array = np.asarray(Image.open(image).convert("RGB")).max(axis=2) > 127
+        ys, xs = np.nonzero(array)
+        found = Box(0, (xs.min() + xs.max() + 1) / 256, (ys.min() + ys.max() + 1) / 256,
+                    (xs.max() - xs.min() + 1) / 128, (ys.max() - ys.min() + 1) / 128)
+        assert iou(Box(0, box["cx"], box["cy"], box["w"], box["h"]), found) >= 0.9

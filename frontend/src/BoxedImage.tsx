@@ -1,15 +1,15 @@
 // A dataset image with its boxes drawn over it (normalised cx, cy, w, h) and class names.
 export interface BoxAnnotation { cls: number; cx: number; cy: number; w: number; h: number }
 
-const COLOURS = ['#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6']
-
-export function colourOf(cls: number): string {
-  return COLOURS[cls % COLOURS.length]
+// Colours come from the server's palette (dataset.palette), the same that colours mask overlays.
+function colourIn(palette: string[], cls: number): string {
+  return palette.length ? palette[cls % palette.length] : '#ffffff'
 }
 
-export function BoxedImage({ src, href, boxes, classes, aspect }: {
-  src: string; href: string; boxes: BoxAnnotation[]; classes: string[]; aspect: number
+export function BoxedImage({ src, href, boxes, classes, aspect, palette }: {
+  src: string; href: string; boxes: BoxAnnotation[]; classes: string[]; aspect: number; palette: string[]
 }) {
+  const colourOf = (cls: number) => colourIn(palette, cls)
   const width = 128
   return (
     <a href={href} target="_blank" rel="noreferrer" className="boxed" style={{ width, height: width / aspect }}
@@ -29,7 +29,21 @@ export function BoxedImage({ src, href, boxes, classes, aspect }: {
   )
 }
 
-export function ClassHistogram({ names, counts, unit }: { names: string[]; counts: number[]; unit: string }) {
+export function MaskedImage({ src, overlay, href, aspect }: { src: string; overlay: string; href: string; aspect: number }) {
+  const width = 128
+  return (
+    <a href={href} target="_blank" rel="noreferrer" className="boxed" style={{ width, height: width / aspect }}
+      data-testid="masked-image">
+      <img src={src} alt="" loading="lazy" />
+      <img src={overlay} alt="" loading="lazy" className="overlay" />
+    </a>
+  )
+}
+
+export function ClassHistogram({ names, counts, unit, palette }: {
+  names: string[]; counts: number[]; unit: string; palette: string[]
+}) {
+  const colourOf = (cls: number) => colourIn(palette, cls)
   if (!names.length || !counts.length) return null
   const top = Math.max(1, ...counts)
   return (

@@ -4,7 +4,7 @@ import { navigate } from './hooks'
 import { shapes } from './DatasetsTab'
 import type { Dataset } from './types'
 import { parseHeader } from './nncHeader'
-import { BoxedImage, ClassHistogram, type BoxAnnotation } from './BoxedImage'
+import { BoxedImage, ClassHistogram, MaskedImage, type BoxAnnotation } from './BoxedImage'
 
 interface Page {
   total: number; start: number; header: string[]; rows: { index: number; cells: string[]; boxes?: BoxAnnotation[] }[]
@@ -46,11 +46,21 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
 
   const imageColumn = dataset.columns.find((c) => c.kind === 'image')
   const [, imageHeight, imageWidth] = (imageColumn?.shape ?? '3,1,1').split(',').map(Number)
-  const renderCell = (cell: string, column: number, boxes?: BoxAnnotation[]) => {
+  const maskColumn = dataset.columns.findIndex((c) => c.kind === 'mask')
+  const renderCell = (cell: string, column: number, row: { cells: string[]; boxes?: BoxAnnotation[] }) => {
     const info = columns[column]
-    if (boxes && isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
-      return <BoxedImage src={fileUrl(cell, false)} href={fileUrl(cell, false)} boxes={boxes}
-        classes={dataset.class_names} aspect={imageWidth / imageHeight || 1} />
+    const aspect = imageWidth / imageHeight || 1
+    if (row.boxes && isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
+      return <BoxedImage src={fileUrl(cell, false)} href={fileUrl(cell, false)} boxes={row.boxes}
+        classes={dataset.class_names} aspect={aspect} palette={dataset.palette} />
+    }
+    if (column === maskColumn) {
+      return <a href={fileUrl(cell, false)} target="_blank" rel="noreferrer">
+        <img className="thumb" src={`${fileUrl(cell, false)}?overlay=1`} alt={cell} loading="lazy" /></a>
+    }
+    if (maskColumn >= 0 && dataset.columns[column]?.kind === 'image') {
+      return <MaskedImage src={fileUrl(cell, false)} href={fileUrl(row.cells[maskColumn], false)} aspect={aspect}
+        overlay={`${fileUrl(row.cells[maskColumn], false)}?overlay=1`} />
     }
     if (isFile(cell) && /\.(png|jpe?g|bmp|gif|tiff?)$/i.test(cell)) {
       return <a href={fileUrl(cell, false)} target="_blank" rel="noreferrer"><img className="thumb" src={fileUrl(cell, true)} alt={cell} loading="lazy" /></a>
@@ -74,8 +84,9 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
       </div>
       <p className="muted">{dataset.rows} rows · {shapes(dataset)} · {formatBytes(dataset.size_bytes)} · created {formatDate(dataset.created_at)}
         {dataset.class_names.length > 0 && <> · classes: {dataset.class_names.join(', ')}</>}</p>
-      <ClassHistogram names={dataset.class_names} counts={dataset.class_counts}
-        unit={dataset.columns.some((c) => c.kind === 'boxes') ? 'Boxes' : 'Rows'} />
+      <ClassHistogram names={dataset.class_names} counts={dataset.class_counts} palette={dataset.palette}
+        unit={dataset.columns.some((c) => c.kind === 'boxes') ? 'Boxes'
+          : dataset.columns.some((c) => c.kind === 'mask') ? 'Pixels' : 'Rows'} />
       <div className="pager">
         <button className="secondary" disabled={page.start === 0} onClick={() => setStart(0)}>First</button>
         <button className="secondary" disabled={page.previous === null} onClick={() => setStart(page.previous ?? 0)}>Previous</button>
@@ -88,7 +99,7 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
         <tbody>
           {page.rows.map((row) => (
             <tr key={row.index}><td className="muted">{row.index}</td>
-              {row.cells.map((cell, i) => <td key={i}>{renderCell(cell, i, row.boxes)}</td>)}</tr>
+              {row.cells.map((cell, i) => <td key={i}>{renderCell(cell, i, row)}</td>)}</tr>
           ))}
         </tbody>
       </table>

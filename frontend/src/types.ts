@@ -4,7 +4,7 @@ export interface Column { name: string; label: string | null; kind: string; shap
 
 export interface Dataset {
   id: number; name: string; plugin_id: string; job: number | null; csv_name: string; rows: number
-  columns: Column[]; class_names: string[]; class_counts: number[]; size_bytes: number; created_at: string
+  columns: Column[]; class_names: string[]; class_counts: number[]; palette: string[]; size_bytes: number; created_at: string
 }
 
 export interface Param {

@@ -13,6 +13,7 @@ from PIL import Image
 
 from nnc_web import storage
 from nnc_web.datasets.models import Dataset, Upload
+from nnc_web.datasets.palette import overlay_rgba
 from nnc_web.datasets.zipstream import stream_zip
 from nnc_web.engine.archives import ArchiveError, archive_kind
 from nnc_web.engine.nnc_csv import build_row_index, read_header, read_rows
@@ -197,9 +198,14 @@ def class_counts(dataset: Dataset) -> list[int]:
     offsets = _row_index(dataset)
     boxes_column = _boxes_column(dataset)
     label_column = next((i for i, c in enumerate(dataset.columns) if c.get("kind") == "label"), None)
+    mask_column = next((i for i, c in enumerate(dataset.columns) if c.get("kind") == "mask"), None)
     for start in range(0, len(offsets), 10_000):
         for row in read_rows(dataset.csv_path(), offsets, start, 10_000):
-            if boxes_column is not None:
+            if mask_column is not None:  # pixels per class
+                with Image.open(dataset_file(dataset, row[mask_column])) as mask:
+                    histogram = mask.histogram()
+                counts = [c + histogram[i] for i, c in enumerate(counts)]
+            elif boxes_column is not None:
                 for box in _read_boxes(dataset, row[boxes_column]):
                     counts[box["cls"]] += 1
             elif label_column is not None and row[label_column].isdigit() and int(row[label_column]) < len(names):
@@ -256,6 +262,17 @@ def thumbnail(dataset: Dataset, relative: str) -> Path:
         with Image.open(source) as image:
             image.thumbnail((THUMB_SIZE, THUMB_SIZE))
             image.convert("RGB").save(cache, "JPEG", quality=85)
+    return cache
+
+
+def mask_overlay(dataset: Dataset, relative: str) -> Path:
+    """A mask coloured by class (transparent where ignored), made once like thumbnails."""
+    source = dataset_file(dataset, relative)
+    cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + ".overlay.png")
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(source) as mask:
+            Image.fromarray(overlay_rgba(np.asarray(mask.convert("L"))), "RGBA").save(cache)
     return cache
 
 

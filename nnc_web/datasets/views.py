@@ -143,12 +143,14 @@ class DatasetRowsView(APIView):
 
 @documented("dataset_file")
 class DatasetFileView(APIView):
-    """A file the dataset's CSV references; `?thumb=1` gives a small JPEG."""
+    """A file the dataset's CSV references; `?thumb=1` gives a small JPEG, `?overlay=1` a mask in colour."""
 
     def get(self, request: Request, dataset_id: int, relative: str) -> FileResponse:
         dataset = selectors.dataset_of(request.user, dataset_id)
         try:
-            if request.query_params.get("thumb"):
+            if request.query_params.get("overlay"):
+                path = services.mask_overlay(dataset, relative)
+            elif request.query_params.get("thumb"):
                 path = services.thumbnail(dataset, relative)
             else:
                 path = services.dataset_file(dataset, relative)

@@ -13,6 +13,7 @@ from nnc_web.engine.coco import load_coco, read_coco_split, used_categories
 from nnc_web.engine.detection_dataset import DetectionParams, convert_detection_items
 from nnc_web.engine.imaging import IMAGE_SUFFIXES
 from nnc_web.engine.reporting import UserError, log_list
+from nnc_web.engine.segmentation import convert_segmentation, load_id2label, read_pairs
 from nnc_web.plugins.common import SOURCE_HELP, register_datasets, shaping_of, shaping_params
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.sources import prepare_source
@@ -92,6 +93,43 @@ def run_coco(ctx, params: dict) -> list:
     return built
 
 
+def _listing(split: str, folder: Path) -> Path | None:
+    """`<split>.json`, else the one JSON list in the folder (EasyMaker's test/ holds a train.json)."""
+    named = folder / f"{folder.name}.json"
+    if named.is_file():
+        return named
+    candidates = sorted(folder.glob("*.json"))
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def run_segmentation(ctx, params: dict) -> list:
+    source = prepare_source(ctx, Path(params["source"]))
+    splits = find_splits(source)
+    root = next(iter(splits.values())).parent
+    label_map = next((root / "resources" / n for n in ("id2label.json", "id2lable.json")
+                      if (root / "resources" / n).is_file()), None)
+    if label_map is None:
+        raise UserError("resources/id2label.json is missing: it maps each class id to its name")
+    id2label = load_id2label(label_map)
+    ctx.log(f"classes: {', '.join(f'{k}={v}' for k, v in sorted(id2label.items()))}")
+    built = []
+    for split, folder in splits.items():
+        listing = _listing(split, folder)
+        if listing is None:
+            ctx.log(f"{split}: no {split}.json listing the image/seg_map pairs; no dataset for it")
+            continue
+        ctx.log(f"--- {split}")
+        pairs, problems = read_pairs(listing, folder, f"{split}/{listing.name}")
+        log_list(ctx, "", problems)
+        if pairs:
+            built += convert_segmentation(pairs, ctx.path(f"build/{split}"), shaping_of(params), id2label,
+                                          OutputSpec(f"{params['prefix']}{split}", 100), params["shuffle"],
+                                          params["seed"], ctx)
+    if not built:
+        raise UserError("no split had a usable image/seg_map pair")
+    return built
+
+
 def _prefix_errors(params: dict) -> dict[str, str]:
     from nnc_web.plugins.registry import NAME_PATTERN
 
@@ -138,6 +176,26 @@ COCO_PLUGIN = register(Plugin(
         Param("prefix", "text", "", help="prefix for the dataset names"),
     ),
     runner=run_coco,
+    completer=register_datasets,
+    cross_check=_prefix_errors,
+))
+
+SEGMENTATION_PLUGIN = register(Plugin(
+    id="easymaker_segmentation",
+    kind="preprocess",
+    title="Semantic segmentation (EasyMaker layout)",
+    description="Imports EasyMaker's segmentation layout - train/, validation/, test/ with images/, "
+                "annotations/ (one class id per pixel) and a <split>.json of {image, seg_map} pairs, plus "
+                "resources/id2label.json - as datasets of images and masks (x:image, y:label). Masks are "
+                "shaped with the image (nearest neighbour); padding and unknown ids become 255 (ignore).",
+    params=(
+        Param("source", "file", required=True, help=f"{SOURCE_HELP} in EasyMaker's segmentation layout"),
+        *shaping_params(width=512, height=512, mode="resize"),
+        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
+        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
+        Param("prefix", "text", "", help="prefix for the dataset names"),
+    ),
+    runner=run_segmentation,
     completer=register_datasets,
     cross_check=_prefix_errors,
 ))

@@ -126,3 +126,79 @@ def test_coco_layout_becomes_box_datasets_and_reports_bad_annotations(alice, cli
         found = Box(0, (xs.min() + xs.max() + 1) / 256, (ys.min() + ys.max() + 1) / 256,
                     (xs.max() - xs.min() + 1) / 128, (ys.max() - ys.min() + 1) / 128)
         assert iou(Box(0, box["cx"], box["cy"], box["w"], box["h"]), found) >= 0.9
+
+
+def segmentation_zip(tmp_path):
+    """EasyMaker's layout: splits with images/, annotations/, a listing JSON; resources/id2lable.json
+    (the spelling of EasyMaker's guide); test/ lists its pairs in train.json as the guide shows."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "seg.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("city/resources/id2lable.json", json.dumps({"0": "unlabeled", "1": "road", "2": "car"}))
+        for split, listing, count in (("train", "train.json", 3), ("validation", "validation.json", 1),
+                                      ("test", "train.json", 1)):
+            entries = []
+            for i in range(count):
+                mask = np.zeros((40, 80), np.uint8)
+                mask[20:, :] = 1  # road at the bottom
+                mask[5:15, 10:30] = 2  # a car
+                if split == "train" and i == 0:
+                    mask[0:2, 0:2] = 7  # an id the label map does not know
+                image = Image.fromarray(np.stack([mask * 80] * 3, axis=2))
+                for name, picture in ((f"images/{i:04d}.png", image), (f"annotations/{i:04d}.png",
+                                                                         Image.fromarray(mask, "L"))):
+                    buffer = io.BytesIO()
+                    picture.save(buffer, "PNG")
+                    archive.writestr(f"city/{split}/{name}", buffer.getvalue())
+                entries.append({"image": f"images/{i:04d}.png", "seg_map": f"annotations/{i:04d}.png"})
+            if split == "train":
+                entries += [{"image": "images/9999.png", "seg_map": "annotations/9999.png"},
+                            {"image": "../../../etc/passwd", "seg_map": "annotations/0000.png"}]
+            archive.writestr(f"city/{split}/{listing}", json.dumps(entries))
+    return path
+
+
+def test_segmentation_layout_keeps_masks_aligned_and_reports_unknown_ids(alice, client_for, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from nnc_web.jobs.models import JobEvent
+
+    client = client_for(alice)
+    upload_id = upload(client, segmentation_zip(tmp_path)).json()["id"]
+    response = client.post("/api/jobs/", {"plugin": "easymaker_segmentation", "params": {
+        "source": upload_id, "width": 40, "height": 40, "mode": "padding"}}, format="json")
+    run_job(response.json()["id"])
+    job = Job.objects.get(pk=response.json()["id"])
+    log = [e.data["line"] for e in JobEvent.objects.filter(job=job, kind="log").order_by("seq")]
+    assert job.state == "succeeded", log
+    assert "train/train.json entry 4: images/9999.png, annotations/9999.png missing" in log
+    assert any(line.startswith("train/train.json entry 5: path escapes") for line in log)
+    assert "0000.png: unknown class ids 7 set to 255 (ignore)" in log
+    datasets = {d.name: d for d in Dataset.objects.filter(job=job)}
+    assert {n: d.rows for n, d in datasets.items()} == {"train": 3, "validation": 1, "test": 1}
+    train = datasets["train"]
+    assert train.class_names == ["unlabeled", "road", "car"]
+    page = client.get(f"/api/datasets/{train.pk}/rows/").json()
+    assert page["header"] == ["x:image", "y:label;unlabeled;road;car"]
+    for row in page["rows"]:
+        mask = np.asarray(Image.open(train.folder() / row["cells"][1][2:]))
+        image = np.asarray(Image.open(train.folder() / row["cells"][0][2:]).convert("L"))
+        assert mask.shape == (40, 40) and set(np.unique(mask)) <= {0, 1, 2, 255}
+        assert (mask[:10] == 255).all() and (mask[30:] == 255).all()  # 80x40 padded into 40x40
+        # the car (source rows 5-15, columns 10-30) lands on rows 12.5-17.5, columns 5-15 in both
+        assert (mask[13:17, 6:14] == 2).all() and (np.abs(image[13:17, 6:14].astype(int) - 160) <= 10).all()
+        assert (mask[25:29] == 1).all() and (np.abs(image[25:29].astype(int) - 80) <= 10).all()  # the road
+    assert sum(train.class_counts) == 3 * 40 * 20 - 1  # 20 visible rows; the unknown-id pixel is ignored
+    overlay = client.get(f"/api/datasets/{train.pk}/files/{page['rows'][0]['cells'][1][2:]}?overlay=1")
+    picture = Image.open(io.BytesIO(b"".join(overlay.streaming_content)))
+    assert picture.mode == "RGBA" and picture.getpixel((0, 0))[3] == 0  # padding is transparent
+    assert client.get(f"/api/datasets/{train.pk}/").json()["palette"][:3] == ["#e6194b", "#3cb44b", "#ffe119"]

@@ -1,0 +1,20 @@
+"""Class colours, shared by mask overlays (drawn here) and the browser (boxes, legends)."""
+from __future__ import annotations
+
+import numpy as np
+
+COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+           "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3"]
+
+
+def palette(count: int) -> list[str]:
+    return [COLOURS[i % len(COLOURS)] for i in range(count)]
+
+
+def overlay_rgba(mask: np.ndarray, alpha: int = 140) -> np.ndarray:
+    """An RGBA image colouring each class id; id 255 (ignore) stays transparent."""
+    table = np.zeros((256, 4), np.uint8)
+    for i in range(255):
+        hex_colour = COLOURS[i % len(COLOURS)]
+        table[i] = (int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16), alpha)
+    return table[mask]

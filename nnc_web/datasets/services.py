@@ -16,7 +16,7 @@ from nnc_web.datasets.models import Dataset, Upload
 from nnc_web.datasets.palette import overlay_rgba
 from nnc_web.datasets.zipstream import stream_zip
 from nnc_web.engine.archives import ArchiveError, archive_kind
-from nnc_web.engine.nnc_csv import build_row_index, read_header, read_rows
+from nnc_web.engine.nnc_csv import build_row_index, parse_header_cell, read_header, read_rows
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
 
@@ -175,9 +175,17 @@ def register_built_datasets(job, built: list) -> list[Dataset]:
     return created
 
 
+def _csv_index(dataset: Dataset, kind: str) -> int | None:
+    """The CSV position of the dataset's first column of `kind` (a variable may span many cells)."""
+    name = next((c["name"] for c in dataset.columns if c.get("kind") == kind), None)
+    if name is None:
+        return None
+    names = [parse_header_cell(cell).name for cell in read_header(dataset.csv_path())]
+    return names.index(name) if name in names else None
+
+
 def _boxes_column(dataset: Dataset) -> int | None:
-    kinds = [c.get("kind") for c in dataset.columns]
-    return kinds.index("boxes") if "boxes" in kinds else None
+    return _csv_index(dataset, "boxes")
 
 
 def _read_boxes(dataset: Dataset, cell: str) -> list[dict]:
@@ -197,8 +205,8 @@ def class_counts(dataset: Dataset) -> list[int]:
     counts = [0] * len(names)
     offsets = _row_index(dataset)
     boxes_column = _boxes_column(dataset)
-    label_column = next((i for i, c in enumerate(dataset.columns) if c.get("kind") == "label"), None)
-    mask_column = next((i for i, c in enumerate(dataset.columns) if c.get("kind") == "mask"), None)
+    label_column = _csv_index(dataset, "label")
+    mask_column = _csv_index(dataset, "mask")
     for start in range(0, len(offsets), 10_000):
         for row in read_rows(dataset.csv_path(), offsets, start, 10_000):
             if mask_column is not None:  # pixels per class

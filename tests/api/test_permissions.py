@@ -34,6 +34,7 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
         ("get", f"/api/datasets/{d}/rows/"),
         ("get", f"/api/datasets/{d}/files/{t['file']}"),
         ("get", f"/api/datasets/{d}/files/{t['file']}?thumb=1"),
+        ("get", f"/api/datasets/{d}/files/{t['file']}?overlay=1"),
         ("get", f"/api/datasets/{d}/download/"),
         ("get", f"/api/jobs/{t['job']}/"),
         ("get", f"/api/jobs/{t['job']}/events/"),
@@ -45,7 +46,7 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
 
 COLLECTIONS = [("get", "/api/uploads/"), ("post", "/api/uploads/?filename=a.zip"), ("post", "/api/uploads/start/"), ("get", "/api/datasets/"),
                ("get", "/api/jobs/"), ("post", "/api/jobs/"), ("get", "/api/projects/"),
-               ("post", "/api/projects/"), ("get", "/api/plugins/"), ("post", "/api/auth/password/"),
+               ("post", "/api/projects/"), ("get", "/api/plugins/"), ("get", "/api/imports/"), ("post", "/api/auth/password/"),
                ("post", "/api/auth/token/"), ("delete", "/api/auth/token/")]
 
 

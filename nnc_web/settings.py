@@ -130,6 +130,8 @@ NNC_MAX_UPLOAD_BYTES = int(os.environ.get("NNC_MAX_UPLOAD_BYTES", 20 * 1024**3))
 NNC_UPLOAD_CHUNK_BYTES = int(os.environ.get("NNC_UPLOAD_CHUNK_BYTES", 8 * 1024**2))
 # Server folders (os.pathsep-separated) whose data every signed-in user may import without uploading.
 NNC_IMPORT_DIRS = [p for p in os.environ.get("NNC_IMPORT_DIRS", "").split(os.pathsep) if p]
+# Pretrained weights imported with `manage.py import_weights` (default: <data dir>/models).
+os.environ.setdefault("NNC_MODEL_DIR", str(DATA_DIR / "models"))
 NNC_MAX_IMAGE_PIXELS = int(os.environ.get("NNC_MAX_IMAGE_PIXELS", 100_000_000))
 # Archive extraction caps (zip bombs): members, bytes actually written, written/archive-size ratio.
 NNC_ARCHIVE_MAX_MEMBERS = int(os.environ.get("NNC_ARCHIVE_MAX_MEMBERS", 1_000_000))

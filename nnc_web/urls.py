@@ -32,6 +32,7 @@ api = [
     path("datasets/<int:dataset_id>/rows/", datasets.DatasetRowsView.as_view()),
     path("datasets/<int:dataset_id>/files/<path:relative>", datasets.DatasetFileView.as_view()),
     path("datasets/<int:dataset_id>/download/", datasets.DatasetDownloadView.as_view()),
+    path("models/", projects.ModelListView.as_view()),
     path("projects/", projects.ProjectListView.as_view()),
     path("projects/<int:project_id>/", projects.ProjectDetailView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

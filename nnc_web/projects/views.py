@@ -44,3 +44,15 @@ class ProjectDetailView(APIView):
     def delete(self, request: Request, project_id: int) -> Response:
         _project_of(request.user, project_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@documented("models")
+class ModelListView(APIView):
+    """The model store: every backbone and whether its weights are on this machine."""
+
+    def get(self, request: Request) -> Response:
+        from nnc_web.engine import model_store
+
+        return Response({"results": [
+            {"id": b.id, "title": b.title, "available": model_store.is_available(b.id), "input_size": b.input_size}
+            for b in model_store.BACKBONES.values()]})

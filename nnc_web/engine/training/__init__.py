@@ -1,0 +1,1 @@
+"""Training: classification datasets, the transfer-learning model, the trainer, evaluation, bundles."""

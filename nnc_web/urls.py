@@ -34,7 +34,13 @@ api = [
     path("datasets/<int:dataset_id>/download/", datasets.DatasetDownloadView.as_view()),
     path("models/", projects.ModelListView.as_view()),
     path("projects/", projects.ProjectListView.as_view()),
+    path("projects/config-schema/", projects.ConfigSchemaView.as_view()),
     path("projects/<int:project_id>/", projects.ProjectDetailView.as_view()),
+    path("projects/<int:project_id>/runs/", projects.RunListView.as_view()),
+    path("runs/<int:run_id>/", projects.RunDetailView.as_view()),
+    path("runs/<int:run_id>/resume/", projects.RunResumeView.as_view()),
+    path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
+    path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
 ]

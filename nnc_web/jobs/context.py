@@ -22,6 +22,7 @@ class JobContext:
     def __init__(self, job: Job, workdir: Path) -> None:
         self.job_id = job.pk
         self.owner_id = job.owner_id
+        self.context = dict(job.context or {})
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._last_progress = 0.0

@@ -20,6 +20,7 @@ class Job(models.Model):
     plugin_id = models.CharField(max_length=64)
     title = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict)
+    context = models.JSONField(default=dict, blank=True)  # e.g. {"run": 3, "resume": true} for training
     queue = models.CharField(max_length=10, default="cpu")
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
     progress_done = models.BigIntegerField(default=0)

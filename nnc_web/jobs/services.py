@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import traceback
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -20,10 +21,12 @@ logger = logging.getLogger(__name__)
 State = Job.State
 
 
-def create_job(owner, plugin: registry.Plugin, params: dict, title: str = "", send: bool = True) -> Job:
+def create_job(owner, plugin: registry.Plugin, params: dict, title: str = "", send: bool = True,
+               context: dict | None = None, result_dir: str = "") -> Job:
     """Store a queued job and enqueue it once the transaction commits (`send=False`: run it inline)."""
     job = Job.objects.create(owner=owner, kind=plugin.kind, plugin_id=plugin.id, params=params,
-                             title=title or plugin.title, queue=plugin.queue_for(params))
+                             title=title or plugin.title, queue=plugin.queue_for(params), context=context or {},
+                             result_dir=result_dir)
     record_event(job.pk, "state", {"state": State.QUEUED})
     if send:
         transaction.on_commit(lambda: enqueue(job))
@@ -78,7 +81,7 @@ def run_job(job_id: int) -> None:
     if not started:
         return  # cancelled while queued, or already run by another delivery
     job = Job.objects.select_related("owner").get(pk=job_id)
-    workdir = storage.jobs_dir(job.owner_id) / str(job.pk)
+    workdir = Path(job.result_dir) if job.result_dir else storage.jobs_dir(job.owner_id) / str(job.pk)
     Job.objects.filter(pk=job_id).update(result_dir=str(workdir))
     record_event(job_id, "state", {"state": State.RUNNING})
     ctx = JobContext(job, workdir)

@@ -1,3 +1,9 @@
 """Import every plugin module once so the registry is complete."""
-from nnc_web.plugins import easymaker, image_classification, object_detection, tabular  # noqa: F401
+from nnc_web.plugins import (  # noqa: F401
+    easymaker,
+    image_classification,
+    object_detection,
+    tabular,
+    transfer_learning,
+)
 from nnc_web.plugins.registry import PLUGINS, get  # noqa: F401

@@ -208,7 +208,8 @@ class Plugin:
             self.completer(job, result)
 
     def queue_for(self, params: dict) -> str:
-        return "gpu" if params.get("device") == "gpu" else "cpu"
+        """Training runs one at a time on the `gpu` queue (its worker takes one job at a time)."""
+        return "gpu" if self.kind == "training" else "cpu"
 
 
 PLUGINS: dict[str, Plugin] = {}

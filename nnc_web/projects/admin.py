@@ -1,9 +1,15 @@
 from django.contrib import admin
 
-from nnc_web.projects.models import Project
+from nnc_web.projects.models import Project, Run
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "owner", "train_dataset", "valid_dataset", "created_at"]
     search_fields = ["name", "owner__username"]
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "plugin_id", "job", "created_at"]
+    search_fields = ["project__name", "project__owner__username"]

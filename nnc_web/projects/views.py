@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import shutil
+
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nnc_web.api import documented, field_errors
+from nnc_web.datasets.zipstream import stream_zip
+from nnc_web.engine.reporting import UserError
+from nnc_web.engine.safe_paths import safe_join
 from nnc_web.projects import services
-from nnc_web.projects.models import Project
+from nnc_web.projects.config import CONFIG_PARAMS
+from nnc_web.projects.models import Project, Run
 from nnc_web.selectors import get_or_404
 
 
@@ -15,6 +22,22 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "description", "train_dataset", "valid_dataset", "config", "created_at"]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "project", "job", "state", "plugin_id", "params", "config", "train_dataset", "valid_dataset",
+                  "metrics", "history", "created_at"]
+
+    def get_state(self, run: Run) -> str:
+        return run.job.state if run.job else "unknown"
+
+
+def _run_of(user, run_id: int) -> Run:
+    return get_or_404(Run.objects.filter(project__owner=user).select_related("job", "project"), run_id)
 
 
 def _project_of(user, project_id: int) -> Project:
@@ -41,9 +64,84 @@ class ProjectDetailView(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         return Response(ProjectSerializer(_project_of(request.user, project_id)).data)
 
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = _project_of(request.user, project_id)
+        errors = services.update_project(project, request.data)
+        if errors:
+            return field_errors(errors)
+        return Response(ProjectSerializer(project).data)
+
     def delete(self, request: Request, project_id: int) -> Response:
-        _project_of(request.user, project_id).delete()
+        project = _project_of(request.user, project_id)
+        folder = project.folder()
+        project.delete()
+        shutil.rmtree(folder, ignore_errors=True)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@documented("project_config_schema")
+class ConfigSchemaView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": [p.as_dict() for p in CONFIG_PARAMS]})
+
+
+@documented("project_runs")
+class RunListView(APIView):
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_of(request.user, project_id)
+        return Response({"results": RunSerializer(project.runs.select_related("job"), many=True).data})
+
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_of(request.user, project_id)
+        run, errors = services.start_run(project, str(request.data.get("plugin", "")), request.data.get("params") or {})
+        if errors:
+            return field_errors(errors)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+@documented("run")
+class RunDetailView(APIView):
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(RunSerializer(_run_of(request.user, run_id)).data)
+
+
+@documented("run_resume")
+class RunResumeView(APIView):
+    def post(self, request: Request, run_id: int) -> Response:
+        run = services.resume_run(_run_of(request.user, run_id))
+        return Response(RunSerializer(run).data)
+
+
+@documented("run_file")
+class RunFileView(APIView):
+    """A file of the run folder: output_result.csv, metrics.json, model/manifest.json, ..."""
+
+    def get(self, request: Request, run_id: int, relative: str) -> FileResponse:
+        run = _run_of(request.user, run_id)
+        try:
+            path = safe_join(run.folder(), relative)
+        except UserError as exc:
+            raise Http404 from exc
+        if not path.is_file() or path.name in ("checkpoint.pt", "best.pt"):
+            raise Http404
+        response = FileResponse(open(path, "rb"), as_attachment=True)
+        return response
+
+
+@documented("run_bundle")
+class RunBundleView(APIView):
+    """The model bundle (manifest.json + weights.safetensors) as a zip."""
+
+    def get(self, request: Request, run_id: int) -> StreamingHttpResponse:
+        run = _run_of(request.user, run_id)
+        folder = run.folder() / "model"
+        if not (folder / "manifest.json").exists():
+            raise Http404
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        response = StreamingHttpResponse(stream_zip((f"run{run.pk}-model/{p.name}", p) for p in files),
+                                         content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="run{run.pk}-model.zip"'
+        return response
 
 
 @documented("models")

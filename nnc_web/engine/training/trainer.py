@@ -213,10 +213,11 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 step += 1
-                total_loss += float(loss) * len(labels)
+                loss_value = loss.item()
+                total_loss += loss_value * len(labels)
                 wrong += int((logits.argmax(1) != labels).sum())
                 seen += len(labels)
-                self.reporter.metric("loss", step, float(loss))
+                self.reporter.metric("loss", step, loss_value)
             if scheduler is not None:
                 scheduler.step()
             valid_error = self._valid_error(model, valid_x if use_cache else None)

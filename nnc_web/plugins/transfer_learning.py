@@ -1,0 +1,63 @@
+"""Training: transfer learning from a pretrained backbone of the model store (NNC's plugin)."""
+from __future__ import annotations
+
+from nnc_web import storage
+from nnc_web.engine.model_store import BACKBONES
+from nnc_web.engine.training.bundle import save_bundle
+from nnc_web.engine.training.data import load_classification_csv
+from nnc_web.engine.training.trainer import TrainConfig, Trainer
+from nnc_web.plugins.registry import Param, Plugin, register
+
+
+def train_config(config: dict, params: dict) -> TrainConfig:
+    return TrainConfig(
+        max_epoch=config["max_epoch"], batch_size=config["batch_size"], optimizer=config["optimizer"],
+        learning_rate=config["learning_rate"], schedule=config["schedule"],
+        augmentation=[a for a in config["augmentation"].split(",") if a], save_best=config["save_best"],
+        seed=config["seed"], device=config["device"], input_size=params["input_size"],
+        train_param=params["train_param"])
+
+
+def run(ctx, params: dict) -> dict:
+    from nnc_web.projects.evaluation import evaluate_into
+    from nnc_web.projects.models import Run
+
+    run = Run.objects.select_related("train_dataset", "valid_dataset").get(pk=ctx.context["run"])
+    train = load_classification_csv(run.train_dataset.csv_path())
+    valid = load_classification_csv(run.valid_dataset.csv_path())
+    trainer = Trainer(params["model"], train, valid, train_config(run.config, params), ctx.workdir, ctx,
+                      cache_dir=storage.user_dir(ctx.owner_id) / "cache" / "features")
+    result = trainer.run(resume=bool(ctx.context.get("resume")))
+    class_names = train.class_names if len(train.class_names) >= trainer.num_classes else valid.class_names
+    metrics = evaluate_into(ctx.workdir, result.model, params["model"], trainer.size, valid, trainer.device, ctx)
+    save_bundle(ctx.workdir / "model", result.model, params["model"], class_names, trainer.size,
+                {**run.config, **params, "best_epoch": result.best_epoch},
+                {"train": run.train_dataset_id, "valid": run.valid_dataset_id})
+    ctx.log("model bundle saved (manifest.json + weights.safetensors)")
+    return {"metrics": metrics, "history": result.history}
+
+
+def complete(job, result: dict) -> None:
+    from nnc_web.projects.models import Run
+
+    Run.objects.filter(pk=job.context["run"]).update(metrics=result["metrics"], history=result["history"])
+
+
+PLUGIN = register(Plugin(
+    id="transfer_learning",
+    kind="training",
+    title="Transfer Learning",
+    description="Trains a classifier on top of an ImageNet-pretrained backbone. last_fc_only trains only "
+                "a new last layer on the backbone's features, computed once and cached (the bottleneck "
+                "cache of the TF Hub retraining recipe); all fine-tunes every layer, the backbone at a tenth "
+                "of the head's learning rate. How transferable are features in deep neural networks? "
+                "(Yosinski et al., 2014).",
+    params=(
+        Param("model", "model", "efficientnet_lite0", choices=tuple(BACKBONES), help="pretrained backbone"),
+        Param("train_param", "choice", "last_fc_only", choices=("last_fc_only", "all"),
+              help="last_fc_only: train the new head on cached features; all: fine-tune everything"),
+        Param("input_size", "int", 224, min=32, max=1024, help="images are resized to this square size"),
+    ),
+    runner=run,
+    completer=complete,
+))

@@ -1,0 +1,38 @@
+"""The training config of a project (NNC's "Config" tab), validated like plugin parameters."""
+from __future__ import annotations
+
+from nnc_web.engine.training.trainer import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
+from nnc_web.plugins.registry import Param
+
+CONFIG_PARAMS = (
+    Param("max_epoch", "int", 10, min=1, max=10_000, help="epochs to train"),
+    Param("batch_size", "int", 32, min=1, max=4096, help="images per step"),
+    Param("optimizer", "choice", "adam", choices=OPTIMIZERS, help="adam, adamw, or sgd with momentum 0.9"),
+    Param("learning_rate", "float", 0.001, min=1e-8, max=10, help="learning rate (of the new head)"),
+    Param("schedule", "choice", "none", choices=SCHEDULES, help="learning-rate schedule"),
+    Param("augmentation", "text", "", help=f"comma-separated: {', '.join(AUGMENTATIONS)}"),
+    Param("save_best", "bool", True, help="keep the epoch with the lowest validation error"),
+    Param("seed", "int", 0, min=0, max=2**31 - 1, help="random seed"),
+    Param("device", "choice", "auto", choices=("auto", "cpu", "gpu"), help="auto: the GPU when there is one"),
+)
+
+
+def clean_config(raw: dict) -> tuple[dict, dict[str, str]]:
+    config, errors = {}, {}
+    unknown = set(raw) - {p.name for p in CONFIG_PARAMS}
+    errors.update({name: "unknown setting" for name in unknown})
+    for param in CONFIG_PARAMS:
+        value = raw.get(param.name)
+        if value is None or value == "":
+            config[param.name] = param.default
+            continue
+        try:
+            config[param.name] = param.clean(value, None, trusted=False)
+        except ValueError as exc:
+            errors[param.name] = str(exc)
+    augmentation = [a.strip() for a in str(config.get("augmentation") or "").split(",") if a.strip()]
+    bad = [a for a in augmentation if a not in AUGMENTATIONS]
+    if bad:
+        errors["augmentation"] = f"unknown: {', '.join(bad)} (use {', '.join(AUGMENTATIONS)})"
+    config["augmentation"] = ",".join(augmentation)
+    return config, errors

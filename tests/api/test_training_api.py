@@ -1,0 +1,130 @@
+"""Projects, runs and the transfer-learning plugin through the API (jobs run in-process)."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from nnc_web.jobs.models import Job
+from nnc_web.jobs.services import run_job
+from nnc_web.projects.models import Run
+from tests.api.helpers import upload
+from tests.sample_data import digit_images, write_class_zip
+
+pytestmark = pytest.mark.django_db
+FAST = {"max_epoch": 3, "batch_size": 16, "learning_rate": 0.003}
+
+
+@pytest.fixture
+def project(alice, client_for, tmp_path):
+    client = client_for(alice)
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(12, 3, size=32))
+    source = upload(client, archive).json()["id"]
+    job = client.post("/api/jobs/", {"plugin": "image_classification", "params": {
+        "source": source, "width": 32, "height": 32, "ratio1": 75, "ratio2": 25, "file2": "valid"}},
+        format="json").json()
+    run_job(job["id"])
+    train_id, valid_id = (d["id"] for d in client.get(f"/api/jobs/{job['id']}/").json()["datasets"])
+    created = client.post("/api/projects/", {"name": "digits", "train_dataset": train_id,
+                                             "valid_dataset": valid_id}, format="json").json()
+    response = client.patch(f"/api/projects/{created['id']}/", {"config": FAST}, format="json")
+    assert response.status_code == 200, response.content
+    return client, created["id"]
+
+
+def start(client, project_id, **params):
+    response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "transfer_learning", "params": {
+        "input_size": 32, **params}}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_config_is_validated_per_field(project):
+    client, project_id = project
+    response = client.patch(f"/api/projects/{project_id}/", {"config": {
+        "optimizer": "rmsprop", "max_epoch": 0, "augmentation": "flip,zoom", "colour": 1}}, format="json")
+    errors = response.json()["errors"]
+    assert set(errors) == {"optimizer", "max_epoch", "augmentation", "colour"}
+    assert client.get(f"/api/projects/{project_id}/").json()["config"]["max_epoch"] == 3  # unchanged
+    schema = client.get("/api/projects/config-schema/").json()["results"]
+    assert [p["name"] for p in schema][:4] == ["max_epoch", "batch_size", "optimizer", "learning_rate"]
+
+
+def test_a_run_trains_evaluates_and_keeps_everything(project):
+    client, project_id = project
+    run = start(client, project_id)
+    assert run["state"] == "queued" and run["config"]["max_epoch"] == 3
+    run_job(run["job"])
+    run = client.get(f"/api/runs/{run['id']}/").json()
+    assert run["state"] == "succeeded", Job.objects.get(pk=run["job"]).message
+    assert [h["epoch"] for h in run["history"]] == [1, 2, 3]
+    metrics = run["metrics"]
+    assert 0 <= metrics["accuracy"] <= 1 and sum(map(sum, metrics["confusion_matrix"])) == 9
+    served = json.loads(b"".join(client.get(f"/api/runs/{run['id']}/files/metrics.json").streaming_content))
+    assert served["accuracy"] == metrics["accuracy"]
+    result = b"".join(client.get(f"/api/runs/{run['id']}/files/output_result.csv").streaming_content).decode()
+    assert result.splitlines()[0] == "x:image,y:label;0;1;2,y'__0,y'__1,y'__2"
+    bundle = zipfile.ZipFile(io.BytesIO(b"".join(client.get(f"/api/runs/{run['id']}/bundle/").streaming_content)))
+    assert sorted(bundle.namelist()) == [f"run{run['id']}-model/manifest.json",
+                                         f"run{run['id']}-model/weights.safetensors"]
+    assert client.get(f"/api/runs/{run['id']}/files/checkpoint.pt").status_code == 404
+    assert client.get(f"/api/runs/{run['id']}/files/../../../secret").status_code == 404
+    listed = client.get(f"/api/projects/{project_id}/runs/").json()["results"]
+    assert [r["id"] for r in listed] == [run["id"]]
+    assert (Run.objects.get(pk=run["id"]).folder() / "output_result.csv").exists()
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(project, monkeypatch):
+    from nnc_web.jobs.context import JobContext
+
+    client, project_id = project
+    run = start(client, project_id)
+    original = JobContext.metric
+
+    def cancel_after_first_epoch(self, name, step, value):
+        original(self, name, step, value)
+        if name == "valid_error" and step == 1:
+            Job.objects.filter(pk=self.job_id).update(cancel_requested=True)
+            self._last_stop_poll = 0
+
+    monkeypatch.setattr(JobContext, "metric", cancel_after_first_epoch)
+    run_job(run["job"])
+    monkeypatch.setattr(JobContext, "metric", original)
+    assert client.get(f"/api/runs/{run['id']}/").json()["state"] == "cancelled"
+    resumed = client.post(f"/api/runs/{run['id']}/resume/").json()
+    assert resumed["job"] != run["job"]
+    run_job(resumed["job"])
+    finished = client.get(f"/api/runs/{run['id']}/").json()
+    assert finished["state"] == "succeeded"
+    assert [h["epoch"] for h in finished["history"]] == [1, 2, 3]
+    log = [e.data["line"] for e in Job.objects.get(pk=resumed["job"]).events.filter(kind="log").order_by("seq")]
+    assert "resuming after epoch 1 from the checkpoint" in log
+    again = client.post(f"/api/runs/{run['id']}/resume/")
+    assert again.status_code == 400 and "has finished" in again.json()["detail"]
+
+
+def test_runs_need_datasets_and_available_weights(alice, client_for, project):
+    client, project_id = project
+    bare = client.post("/api/projects/", {"name": "empty"}, format="json").json()
+    response = client.post(f"/api/projects/{bare['id']}/runs/", {"plugin": "transfer_learning"}, format="json")
+    assert set(response.json()["errors"]) == {"train_dataset", "valid_dataset"}
+    missing = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "transfer_learning", "params": {
+        "model": "resnet50"}}, format="json")
+    assert "import_weights resnet50" in missing.json()["errors"]["model"][0]
+    wrong = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "image_classification"}, format="json")
+    assert "plugin" in wrong.json()["errors"]
+
+
+def test_other_users_get_404_on_projects_and_runs(project, bob, client_for):
+    client, project_id = project
+    run = start(client, project_id)
+    other = client_for(bob)
+    for method, url in (("get", f"/api/projects/{project_id}/runs/"), ("post", f"/api/projects/{project_id}/runs/"),
+                        ("patch", f"/api/projects/{project_id}/"), ("get", f"/api/runs/{run['id']}/"),
+                        ("post", f"/api/runs/{run['id']}/resume/"), ("get", f"/api/runs/{run['id']}/bundle/"),
+                        ("get", f"/api/runs/{run['id']}/files/metrics.json")):
+        assert getattr(other, method)(url).status_code == 404, url
+        assert getattr(client_for(None), method)(url).status_code in (401, 403), url
+    assert Run.objects.filter(pk=run["id"]).exists()

@@ -78,3 +78,32 @@ def test_run_plugin_reports_bad_params_and_failures(alice, tmp_path):
     with pytest.raises(CommandError, match="failed: no images found"):
         call_command("run_plugin", "image_classification", "--user", "alice", "--inline",
                      "--param", f"source={tmp_path / 'empty'}")
+
+
+def test_headless_training_loop(alice, tmp_path, capsys):
+    """project create -> run_plugin transfer_learning --project -> evaluate, without a browser."""
+    from nnc_web.projects.models import Run
+    from tests.sample_data import digit_images, write_class_zip
+
+    archive = write_class_zip(tmp_path / "d.zip", digit_images(8, 2, size=32))
+    call_command("run_plugin", "image_classification", "--user", "alice", "--inline", "--param", f"source={archive}",
+                 "--param", "width=32", "--param", "height=32", "--param", "ratio1=75", "--param", "ratio2=25")
+    train_id, valid_id = capsys.readouterr().out.strip().splitlines()[-1].split()
+    call_command("project", "create", "cli", "--user", "alice", "--train-dataset", train_id,
+                 "--valid-dataset", valid_id, "--config", "max_epoch=2", "--config", "batch_size=8")
+    assert capsys.readouterr().out.startswith("project ")
+    call_command("run_plugin", "transfer_learning", "--user", "alice", "--project", "cli", "--inline",
+                 "--param", "input_size=32")
+    out = capsys.readouterr().out.strip().splitlines()
+    run = Run.objects.get()
+    assert out[-1] == str(run.folder()) and "worker done" in out
+    for name in ("output_result.csv", "metrics.json", "model/manifest.json", "model/weights.safetensors"):
+        assert (run.folder() / name).is_file(), name
+    (run.folder() / "metrics.json").unlink()
+    call_command("evaluate", str(run.pk))
+    assert (run.folder() / "metrics.json").is_file()
+    with pytest.raises(CommandError, match="give --project"):
+        call_command("run_plugin", "transfer_learning", "--user", "alice", "--inline")
+    with pytest.raises(CommandError, match="max_epoch: must be at least 1"):
+        call_command("project", "create", "bad", "--user", "alice", "--train-dataset", train_id,
+                     "--valid-dataset", valid_id, "--config", "max_epoch=0")

@@ -36,9 +36,12 @@ class Command(BaseCommand):
             raise CommandError("name a plugin id (see --list)")
         if plugin_id not in PLUGINS:
             raise CommandError(f"unknown plugin {plugin_id!r} (see --list)")
-        if options["project"] or options["result"]:
-            raise CommandError("--project and --result arrive with the training plugins")
+        if options["result"]:
+            raise CommandError("--result arrives with the post-processing plugins")
         user = self._user(options["user"])
+        if PLUGINS[plugin_id].kind == "training":
+            self._train(user, plugin_id, options)
+            return
         raw = {}
         for item in options["param"]:
             key, sep, value = item.partition("=")
@@ -60,6 +63,28 @@ class Command(BaseCommand):
             services.run_job(job.pk)
         if options["wait"] or options["inline"]:
             self._follow(job.pk)
+
+    def _train(self, user, plugin_id: str, options: dict) -> None:
+        """Training plugins run inside a project: `--project <name>`."""
+        from nnc_web.projects.models import Project
+        from nnc_web.projects.services import start_run
+
+        if not options["project"]:
+            raise CommandError(f"{plugin_id} is a training plugin: give --project <name>")
+        project = Project.objects.filter(owner=user, name=options["project"]).first()
+        if project is None:
+            raise CommandError(f"{user.username} has no project {options['project']!r}")
+        raw = dict(item.partition("=")[::2] for item in options["param"])
+        if not options["inline"] and not config.redis_url():
+            raise CommandError("no running studio found: start it (./dev.sh run), set REDIS_URL, or use --inline")
+        run, errors = start_run(project, plugin_id, raw, send=not options["inline"])
+        if errors:
+            raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.stdout.write(f"run {run.pk}: job {run.job_id} queued")
+        if options["inline"]:
+            services.run_job(run.job_id)
+        if options["wait"] or options["inline"]:
+            self._follow(run.job_id)
 
     def _user(self, username: str | None):
         if not username:

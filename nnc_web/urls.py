@@ -38,6 +38,8 @@ api = [
     path("projects/<int:project_id>/", projects.ProjectDetailView.as_view()),
     path("projects/<int:project_id>/runs/", projects.RunListView.as_view()),
     path("runs/<int:run_id>/", projects.RunDetailView.as_view()),
+    path("runs/<int:run_id>/results/", projects.RunResultsView.as_view()),
+    path("curves/", projects.CurvesView.as_view()),
     path("runs/<int:run_id>/resume/", projects.RunResumeView.as_view()),
     path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
     path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),

@@ -6,6 +6,8 @@ import { DatasetsTab } from './DatasetsTab'
 import { DatasetViewer } from './DatasetViewer'
 import { ProjectsTab } from './ProjectsTab'
 import { JobPage } from './JobPage'
+import { ProjectPage } from './ProjectPage'
+import { RunPage } from './RunPage'
 import { navigate, useHashRoute } from './hooks'
 import type { User } from './types'
 
@@ -39,6 +41,8 @@ export default function App() {
   let page
   if (parts[0] === 'datasets' && parts[1]) page = <DatasetViewer datasetId={Number(parts[1])} />
   else if (parts[0] === 'jobs' && parts[1]) page = <JobPage jobId={Number(parts[1])} />
+  else if (parts[0] === 'projects' && parts[1]) page = <ProjectPage projectId={Number(parts[1])} />
+  else if (parts[0] === 'runs' && parts[1]) page = <RunPage runId={Number(parts[1])} />
   else if (parts[0] === 'projects') page = <ProjectsTab />
   else if (parts[0] === 'account') page = <AccountPage user={user} onChanged={refresh} />
   else page = <DatasetsTab />

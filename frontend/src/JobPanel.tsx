@@ -1,11 +1,13 @@
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { useJobEvents } from './useJobEvents'
-import type { Job } from './types'
+import type { Job, JobEvent } from './types'
 
 // Live log lines, a progress bar and the job's state; cancel while it runs.
-export function JobPanel({ jobId, onFinished }: { jobId: number; onFinished?: (job: Job) => void }) {
-  const stream = useJobEvents(jobId)
+export function JobPanel({ jobId, onFinished, onEvents }: {
+  jobId: number; onFinished?: (job: Job) => void; onEvents?: (events: JobEvent[]) => void
+}) {
+  const stream = useJobEvents(jobId, 'queued', onEvents)
   const [job, setJob] = useState<Job | null>(null)
   const [error, setError] = useState('')
   const logRef = useRef<HTMLPreElement>(null)

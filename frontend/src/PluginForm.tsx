@@ -74,7 +74,7 @@ function FileInput({ param, onUploaded }: { param: Param; onUploaded: (value: un
   )
 }
 
-function ParamInput({ param, value, onChange, datasets }: {
+export function ParamInput({ param, value, onChange, datasets }: {
   param: Param; value: unknown; onChange: (v: unknown) => void; datasets: Dataset[]
 }) {
   if (param.type === 'file') return <FileInput param={param} onUploaded={onChange} />
@@ -109,7 +109,9 @@ function ParamInput({ param, value, onChange, datasets }: {
 }
 
 // The form for any plugin, rendered from its schema; the server validates and answers per field.
-export function PluginForm({ plugin, onQueued }: { plugin: Plugin; onQueued: (job: Job) => void }) {
+export function PluginForm({ plugin, onQueued, submit: send }: {
+  plugin: Plugin; onQueued: (result: any) => void; submit?: (values: Record<string, unknown>) => Promise<unknown>
+}) {
   const [values, setValues] = useState<Record<string, unknown>>(() => initialValues(plugin))
   const [error, setError] = useState<ApiError | null>(null)
   const [busy, setBusy] = useState(false)
@@ -127,8 +129,9 @@ export function PluginForm({ plugin, onQueued }: { plugin: Plugin; onQueued: (jo
     setBusy(true)
     setError(null)
     try {
-      const job = await api<Job>('/api/jobs/', { method: 'POST', body: { plugin: plugin.id, params: values } })
-      onQueued(job)
+      const result = send ? await send(values)
+        : await api<Job>('/api/jobs/', { method: 'POST', body: { plugin: plugin.id, params: values } })
+      onQueued(result)
     } catch (e) {
       setError(e as ApiError)
     } finally {

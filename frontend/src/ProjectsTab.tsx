@@ -49,11 +49,10 @@ export function ProjectsTab() {
         <table className="grid">
           <thead><tr><th>Name</th><th>Training</th><th>Validation</th><th>Created</th></tr></thead>
           <tbody>{projects.map((p) => (
-            <tr key={p.id}><td>{p.name}</td><td>{datasetName(p.train_dataset)}</td><td>{datasetName(p.valid_dataset)}</td><td>{formatDate(p.created_at)}</td></tr>
+            <tr key={p.id}><td><a href={`#/projects/${p.id}`}>{p.name}</a></td><td>{datasetName(p.train_dataset)}</td><td>{datasetName(p.valid_dataset)}</td><td>{formatDate(p.created_at)}</td></tr>
           ))}</tbody>
         </table>
       )}
-      <p className="muted">Training plugins and runs arrive with the training issue.</p>
     </div>
   )
 }

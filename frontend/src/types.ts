@@ -26,3 +26,10 @@ export interface Project {
   id: number; name: string; description: string; train_dataset: number | null; valid_dataset: number | null
   created_at: string
 }
+
+export interface Run {
+  id: number; project: number; job: number | null; state: string; plugin_id: string; params: Record<string, unknown>
+  config: Record<string, unknown>; train_dataset: number | null; valid_dataset: number | null
+  metrics: Record<string, any>; history: { epoch: number; train_loss: number; train_error: number; valid_error: number }[]
+  created_at: string
+}

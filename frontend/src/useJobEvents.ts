@@ -20,12 +20,15 @@ const sockets = new Set<WebSocket>()
 
 // Streams a job's events over /ws/jobs/<id>/?after=<seq>; on a dropped connection it reconnects
 // with the last seq it saw, so the server replays exactly the missed events.
-export function useJobEvents(jobId: number, initialState = 'queued'): JobStream {
+export function useJobEvents(jobId: number, initialState = 'queued',
+                             onEvents?: (events: JobEvent[]) => void): JobStream {
   const [stream, setStream] = useState<JobStream>({
     lines: [], done: 0, total: 0, state: initialState, message: '', connected: false, lastSeq: 0, error: '',
   })
   const lastSeq = useRef(0)
   const finished = useRef(false)
+  const listener = useRef(onEvents)
+  listener.current = onEvents
 
   useEffect(() => {
     let socket: WebSocket | null = null
@@ -39,6 +42,7 @@ export function useJobEvents(jobId: number, initialState = 'queued'): JobStream 
       const fresh = events.filter((e) => e.seq > lastSeq.current)
       if (fresh.length === 0) return
       lastSeq.current = fresh[fresh.length - 1].seq
+      listener.current?.(fresh)
       setStream((prev) => {
         const next = { ...prev, lines: prev.lines.slice(), lastSeq: lastSeq.current }
         for (const e of fresh) {

@@ -50,13 +50,23 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def job_events(self, message: dict) -> None:
         fresh = [e for e in message["events"] if e["seq"] > self.last_seq]
-        if fresh:
-            self.last_seq = fresh[-1]["seq"]
-            await self.send_json({"type": "events", "events": fresh})
+        if not fresh:
+            return
+        if fresh[0]["seq"] != self.last_seq + 1:
+            # A gap: another process pushed a later event first (pushes are best effort and not
+            # ordered across processes). The store is ordered, so send the whole range from it.
+            fresh = await self._events_between(self.last_seq, fresh[-1]["seq"])
+        self.last_seq = fresh[-1]["seq"]
+        await self.send_json({"type": "events", "events": fresh})
 
     @database_sync_to_async
     def _owns_job(self, user_id: int, job_id: int) -> bool:
         return Job.objects.filter(pk=job_id, owner_id=user_id).exists()
+
+    @database_sync_to_async
+    def _events_between(self, after: int, last: int) -> list[dict]:
+        events = JobEvent.objects.filter(job_id=self.job_id, seq__gt=after, seq__lte=last).order_by("seq")
+        return [e.as_message() for e in events]
 
     @database_sync_to_async
     def _events_after(self, seq: int) -> list[dict]:

@@ -39,7 +39,7 @@ class JobContext:
     def log(self, message: str) -> None:
         with self._lock:
             self._flush_locked()
-            record_event(self.job_id, "log", {"line": str(message)})
+            self._record_locked("log", {"line": str(message)})
 
     def progress(self, done: int, total: int) -> None:
         with self._lock:
@@ -47,8 +47,8 @@ class JobContext:
             if now - self._last_progress >= PROGRESS_INTERVAL or done >= total:
                 self._pending_progress = None
                 self._last_progress = now
-                record_event(self.job_id, "progress", {"done": done, "total": total},
-                             progress_done=done, progress_total=total)
+                self._record_locked("progress", {"done": done, "total": total},
+                                    progress_done=done, progress_total=total)
             else:
                 self._pending_progress = (done, total)
 
@@ -78,13 +78,18 @@ class JobContext:
         with self._lock:
             self._flush_locked()
 
+    def _record_locked(self, kind: str, data: dict, **job_fields) -> None:
+        """Store and push one event, after the buffered metrics: pushes stay in sequence order."""
+        self._push_metrics_locked()
+        record_event(self.job_id, kind, data, **job_fields)
+
     def _flush_locked(self) -> None:
+        self._push_metrics_locked()
         if self._pending_progress is not None:
             done, total = self._pending_progress
             self._pending_progress = None
-            record_event(self.job_id, "progress", {"done": done, "total": total},
-                         progress_done=done, progress_total=total)
-        self._push_metrics_locked()
+            self._record_locked("progress", {"done": done, "total": total},
+                                progress_done=done, progress_total=total)
 
     def _push_metrics_locked(self) -> None:
         if self._metric_buffer:

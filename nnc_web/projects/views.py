@@ -15,6 +15,8 @@ from nnc_web.engine.safe_paths import safe_join
 from nnc_web.projects import services
 from nnc_web.projects.config import CONFIG_PARAMS
 from nnc_web.projects.models import Project, Run
+from nnc_web.projects.plots import curves_item
+from nnc_web.projects.results import result_rows
 from nnc_web.selectors import get_or_404
 
 
@@ -154,3 +156,38 @@ class ModelListView(APIView):
         return Response({"results": [
             {"id": b.id, "title": b.title, "available": model_store.is_available(b.id), "input_size": b.input_size}
             for b in model_store.BACKBONES.values()]})
+
+
+@documented("curves")
+class CurvesView(APIView):
+    """`?runs=1,2`: the learning curves of the user's runs, overlaid (Bokeh json_item)."""
+
+    def get(self, request: Request) -> Response:
+        try:
+            ids = [int(i) for i in request.query_params.get("runs", "").split(",") if i]
+        except ValueError:
+            return field_errors({"runs": "comma-separated run ids"})
+        runs = [_run_of(request.user, i) for i in ids[:10]]
+        if not runs:
+            return field_errors({"runs": "give at least one run id"})
+        return Response(curves_item(runs))
+
+
+@documented("run_results")
+class RunResultsView(APIView):
+    """Rows of the run's output_result.csv with the validation image, filtered by `actual`,
+    `predicted` (a confusion-matrix cell) or `misclassified=1`; paginated with start/limit."""
+
+    def get(self, request: Request, run_id: int) -> Response:
+        run = _run_of(request.user, run_id)
+        try:
+            start = max(0, int(request.query_params.get("start", 0)))
+            limit = min(500, max(1, int(request.query_params.get("limit", 50))))
+            actual = request.query_params.get("actual")
+            predicted = request.query_params.get("predicted")
+            actual = int(actual) if actual not in (None, "") else None
+            predicted = int(predicted) if predicted not in (None, "") else None
+        except ValueError:
+            return field_errors({"start": "start, limit, actual and predicted must be integers"})
+        return Response(result_rows(run, start, limit, actual, predicted,
+                                    request.query_params.get("misclassified") == "1"))

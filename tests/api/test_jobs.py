@@ -188,3 +188,42 @@ async def test_websocket_is_owner_only(alice, bob, counting_plugin):
     for user, code in ((bob, 4404), (None, 4401)):
         communicator = await _connect(user, job.pk)
         assert (await communicator.receive_output(timeout=2)) == {"type": "websocket.close", "code": code}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_fills_gaps_when_pushes_arrive_out_of_order(alice, counting_plugin):
+    """Two processes can push a job's events in another order than they were stored."""
+    from asgiref.sync import sync_to_async
+
+    from nnc_web.jobs.events import push_events, store_event
+
+    job = await sync_to_async(make_job)(alice, counting_plugin)
+    communicator = await _connect(alice, job.pk, after=0)
+    replayed = await _received(communicator)
+    first = await sync_to_async(store_event)(job.pk, "metric", {"name": "loss", "step": 1, "value": 1.0})
+    second = await sync_to_async(store_event)(job.pk, "log", {"line": "from another process"})
+    await sync_to_async(push_events)(job.pk, [second])  # the later event is pushed first
+    await sync_to_async(push_events)(job.pk, [first])
+    message = await communicator.receive_json_from(timeout=2)
+    assert [e["seq"] for e in message["events"]] == [first["seq"], second["seq"]]
+    assert await communicator.receive_nothing(timeout=0.3)  # the late push is not sent twice
+    assert replayed[-1]["seq"] == first["seq"] - 1
+    await communicator.disconnect()
+
+
+def test_context_pushes_buffered_metrics_before_later_events(alice, counting_plugin, monkeypatch, tmp_path):
+    from nnc_web.jobs import context as context_module
+
+    pushed: list[int] = []
+    monkeypatch.setattr(context_module, "push_events", lambda job_id, events: pushed.extend(e["seq"] for e in events))
+    monkeypatch.setattr(context_module, "record_event", lambda job_id, kind, data, **fields: pushed.append(
+        context_module.store_event(job_id, kind, data, **fields)["seq"]))
+    job = make_job(alice, counting_plugin)
+    ctx = context_module.JobContext(job, tmp_path)
+    ctx.progress(1, 10)
+    ctx.metric("valid_error", 1, 0.5)  # buffered: pushed within 250 ms
+    ctx.progress(2, 10)  # throttled: pending
+    ctx.metric("valid_error", 2, 0.4)
+    ctx.log("epoch done")  # flushes: metrics, then the pending progress, then the line
+    ctx.close()
+    assert pushed == sorted(pushed) and len(pushed) == len(set(pushed))

@@ -192,3 +192,67 @@ def test_dataset_from_a_server_folder(page, live_stack):
     panel = page.get_by_test_id("job-panel")
     expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=60_000)
     expect(panel.get_by_test_id("job-log")).to_contain_text("found 10 images in 2 classes: 0, 1")
+
+
+def api_call(page, method: str, url: str, **kwargs):
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.fetch(url, method=method, headers={"X-CSRFToken": token, **kwargs.pop("headers", {})},
+                                  **kwargs)
+    assert response.ok, response.text()
+    return response.json()
+
+
+def test_train_watch_curves_and_explore_the_confusion_matrix(page, tmp_path, artifacts):
+    import time
+
+    sign_up(page, "traineruser")
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(20, 3, size=32))
+    upload = api_call(page, "POST", "/api/uploads/?filename=digits.zip", data=archive.read_bytes(),
+                      headers={"Content-Type": "application/octet-stream"})
+    job = api_call(page, "POST", "/api/jobs/", data={"plugin": "image_classification", "params": {
+        "source": upload["id"], "width": 32, "height": 32, "ratio1": 70, "ratio2": 30, "file2": "valid"}})
+    deadline = time.monotonic() + 60
+    while (job := api_call(page, "GET", f"/api/jobs/{job['id']}/"))["state"] != "succeeded":
+        assert time.monotonic() < deadline and job["state"] in ("queued", "running"), job
+        time.sleep(0.3)
+    train_id, valid_id = (d["id"] for d in job["datasets"])
+
+    page.goto("/#/projects")
+    page.fill("input[name=project-name]", "digits")
+    page.get_by_label("Training dataset").select_option(str(train_id))
+    page.get_by_label("Validation dataset").select_option(str(valid_id))
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_role("link", name="digits").click()
+    form = page.get_by_test_id("config-form")
+    form.locator("input[name=max_epoch]").fill("4")
+    form.locator("input[name=batch_size]").fill("8")
+    form.get_by_role("button", name="Save config").click()
+    expect(page.locator(".notice", has_text="Saved.")).to_be_visible()
+    page.locator("input[name=input_size]").fill("32")
+    page.get_by_role("button", name="Run", exact=True).click()
+
+    expect(page.get_by_test_id("run-title")).to_be_visible()
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-log")).to_contain_text("epoch 1/4", timeout=120_000)
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=120_000)
+    expect(panel.get_by_test_id("job-log")).to_contain_text("epoch 4/4")
+    expect(page.get_by_test_id("learning-curves").locator("canvas").first).to_be_visible()
+    epochs = page.evaluate("Bokeh.documents[Bokeh.documents.length - 1].get_model_by_name("
+                           "'run-' + location.hash.split('/')[2]).data.epoch.length")
+    data = page.evaluate("Bokeh.documents[Bokeh.documents.length - 1].get_model_by_name("
+                         "'run-' + location.hash.split('/')[2]).data.epoch")
+    assert epochs == 4, data  # the live stream (or the final history) filled every epoch
+
+    evaluation = page.get_by_test_id("evaluation")
+    expect(evaluation).to_be_visible(timeout=30_000)
+    cell = page.get_by_test_id("cm-1-1")
+    count = int(cell.inner_text().split()[0])
+    cell.click()
+    expect(page.get_by_test_id("result-count")).to_have_text(f"{count} rows (actual 1, predicted 1)")
+    figures = page.get_by_test_id("result-rows").locator("figure")
+    expect(figures).to_have_count(count)
+    assert all(text.startswith("1 → 1") for text in figures.all_inner_texts())
+    page.wait_for_function("Array.from(document.querySelectorAll('.result-grid img')).every(i => i.complete && i.naturalWidth > 0)")
+    expect(page.get_by_test_id("extremes")).to_contain_text("most")
+    page.screenshot(path=str(artifacts / "browser_training_evaluation.png"), full_page=True)
+    assert page.errors == []

@@ -1,0 +1,140 @@
+import { useCallback, useEffect, useRef, useState } from 'react'
+import { api, ApiError } from './api'
+import { JobPanel } from './JobPanel'
+import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
+import type { JobEvent, Run } from './types'
+
+interface ResultRow { index: number; image: string; label: number; predicted: number; score: number }
+interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
+
+const fileUrl = (dataset: number, cell: string, thumb = true) =>
+  `/api/datasets/${dataset}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}${thumb ? '?thumb=1' : ''}`
+
+export function RunPage({ runId }: { runId: number }) {
+  const [run, setRun] = useState<Run | null>(null)
+  const [error, setError] = useState('')
+  const curves = useRef<CurvesHandle>(null)
+  const epochs = useRef<Record<number, Partial<EpochPoint>>>({})
+
+  const load = useCallback(() => {
+    api<Run>(`/api/runs/${runId}/`).then(setRun).catch((e) => setError((e as ApiError).message))
+  }, [runId])
+  useEffect(load, [load])
+
+  // Per-epoch metrics arrive as three events; the point is streamed once the epoch is complete.
+  const onEvents = (events: JobEvent[]) => {
+    for (const e of events) {
+      if (e.kind !== 'metric' || !['train_loss', 'train_error', 'valid_error'].includes(e.data.name)) continue
+      const point = (epochs.current[e.data.step] ||= { epoch: e.data.step })
+      ;(point as any)[e.data.name] = e.data.value
+      if (point.train_loss !== undefined && point.train_error !== undefined && point.valid_error !== undefined) {
+        curves.current?.add(runId, point as EpochPoint)
+      }
+    }
+  }
+
+  const resume = async () => {
+    try { setRun(await api<Run>(`/api/runs/${runId}/resume/`, { method: 'POST' })) } catch (e) { setError((e as ApiError).message) }
+  }
+
+  if (error) return <div className="page"><div className="error" role="alert">{error}</div></div>
+  if (!run) return <div className="page">Loading…</div>
+  return (
+    <div className="page">
+      <p><a href={`#/projects/${run.project}`}>← Project</a></p>
+      <div className="page-head">
+        <h2 data-testid="run-title">Run {run.id}</h2>
+        <span className="muted">{run.plugin_id} · {String(run.params.model)} · {String(run.params.train_param)}</span>
+        <span className="spacer" />
+        {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
+        {run.metrics.accuracy !== undefined && <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>}
+      </div>
+      {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
+      <LearningCurves ref={curves} runIds={[run.id]} />
+      {run.metrics.accuracy !== undefined && <Evaluation run={run} />}
+    </div>
+  )
+}
+
+function Evaluation({ run }: { run: Run }) {
+  const m = run.metrics
+  const names: string[] = m.class_names
+  const [filter, setFilter] = useState<{ actual?: number; predicted?: number; misclassified?: boolean }>({})
+  const [page, setPage] = useState<ResultPage | null>(null)
+  const [start, setStart] = useState(0)
+
+  useEffect(() => {
+    const query = new URLSearchParams({ start: String(start), limit: '40' })
+    if (filter.actual !== undefined) query.set('actual', String(filter.actual))
+    if (filter.predicted !== undefined) query.set('predicted', String(filter.predicted))
+    if (filter.misclassified) query.set('misclassified', '1')
+    api<ResultPage>(`/api/runs/${run.id}/results/?${query}`).then(setPage).catch(() => setPage(null))
+  }, [run.id, filter, start])
+
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`
+  const choose = (f: typeof filter) => { setStart(0); setFilter(f) }
+  return (
+    <div className="card" data-testid="evaluation">
+      <h3>Evaluation</h3>
+      <table className="grid metrics" data-testid="metrics">
+        <thead><tr><th></th><th>accuracy</th><th>precision (macro)</th><th>recall (macro)</th><th>F1 (macro)</th></tr></thead>
+        <tbody><tr><td>all</td><td>{pct(m.accuracy)}</td><td>{pct(m.precision_macro)}</td><td>{pct(m.recall_macro)}</td><td>{pct(m.f1_macro)}</td></tr>
+          {m.per_class.map((c: any) => <tr key={c.class}><td>{c.class} ({c.support})</td><td></td><td>{pct(c.precision)}</td>
+            <td>{pct(c.recall)}</td><td>{pct(c.f1)}</td></tr>)}</tbody>
+      </table>
+      <h4>Confusion matrix <span className="muted">(rows: actual, columns: predicted; click a cell)</span></h4>
+      <table className="confusion" data-testid="confusion-matrix">
+        <thead><tr><th></th>{names.map((n) => <th key={n}>{n}</th>)}</tr></thead>
+        <tbody>{m.confusion_matrix.map((row: number[], a: number) => (
+          <tr key={a}><th>{names[a]}</th>{row.map((count, p) => (
+            <td key={p} className={`${a === p ? 'diag' : ''} ${filter.actual === a && filter.predicted === p ? 'chosen' : ''}`}
+              style={{ background: `rgba(31,78,140,${m.confusion_matrix_normalized[a][p] * 0.8})`,
+                color: m.confusion_matrix_normalized[a][p] > 0.5 ? '#fff' : '#000' }}
+              data-testid={`cm-${a}-${p}`} onClick={() => choose({ actual: a, predicted: p })}>
+              {count}<span className="cm-pct"> {pct(m.confusion_matrix_normalized[a][p])}</span></td>))}</tr>))}</tbody>
+      </table>
+      <div className="pager">
+        <button className="secondary" onClick={() => choose({})}>All rows</button>
+        <button className="secondary" onClick={() => choose({ misclassified: true })} data-testid="misclassified">Misclassified only</button>
+        {page && <span data-testid="result-count">{page.total} rows{filter.actual !== undefined ? ` (actual ${names[filter.actual]}, predicted ${names[filter.predicted!]})` : ''}</span>}
+        {page && page.start > 0 && <button className="secondary" onClick={() => setStart(Math.max(0, start - 40))}>Previous</button>}
+        {page?.next != null && <button className="secondary" onClick={() => setStart(page.next!)}>Next</button>}
+      </div>
+      {page && (
+        <div className="result-grid" data-testid="result-rows">
+          {page.rows.map((r) => (
+            <figure key={r.index} className={r.label === r.predicted ? 'ok' : 'wrong'} data-row={r.index}>
+              <img className="thumb" src={fileUrl(page.dataset, r.image)} alt={r.image} />
+              <figcaption>{names[r.label]} → {names[r.predicted]} ({(r.score * 100).toFixed(0)}%)</figcaption>
+            </figure>))}
+        </div>
+      )}
+      <Extremes run={run} names={names} />
+    </div>
+  )
+}
+
+// Per class, the images of that class the model scores highest and lowest: the lowest are where
+// label errors hide (as in the MATLAB max/min-activating walkthrough).
+function Extremes({ run, names }: { run: Run; names: string[] }) {
+  const [rows, setRows] = useState<ResultRow[]>([])
+  const [dataset, setDataset] = useState(0)
+  useEffect(() => {
+    api<ResultPage>(`/api/runs/${run.id}/results/?limit=500`).then((p) => { setRows(p.rows); setDataset(p.dataset) }).catch(() => undefined)
+  }, [run.id])
+  if (!rows.length) return null
+  const byIndex = new Map(rows.map((r) => [r.index, r]))
+  return (
+    <div data-testid="extremes">
+      <h4>Most and least activating images per class</h4>
+      {run.metrics.activation_extremes.map((e: any) => (
+        <div key={e.class} className="extremes-row">
+          <strong>{names[e.class]}</strong>
+          <span className="muted">most</span>
+          {e.most.map((i: number) => byIndex.get(i) && <img key={`m${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image)} alt="" />)}
+          <span className="muted">least</span>
+          {e.least.map((i: number) => byIndex.get(i) && <img key={`l${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image)} alt="" />)}
+        </div>))}
+    </div>
+  )
+}

@@ -1,0 +1,38 @@
+"""The evaluation table of a run: output_result.csv joined with its validation dataset's rows."""
+from __future__ import annotations
+
+import csv
+
+from django.http import Http404
+
+from nnc_web.engine.nnc_csv import parse_header_cell
+from nnc_web.projects.models import Run
+
+
+def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted: int | None,
+                misclassified: bool) -> dict:
+    path = run.folder() / "output_result.csv"
+    if not path.exists() or run.valid_dataset is None:
+        raise Http404
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = list(reader)
+    with open(run.valid_dataset.csv_path(), encoding="utf-8-sig", newline="") as handle:
+        source = list(csv.reader(handle))[1:]  # same order: evaluation keeps the rows' order
+    names = [parse_header_cell(c).name for c in header]
+    x, y = names.index("x"), names.index("y")
+    score_columns = [i for i, c in enumerate(header) if c.startswith("y'__")]
+    matches = []
+    for index, row in enumerate(rows):
+        scores = [float(row[i]) for i in score_columns]
+        label, guess = int(float(row[y])), max(range(len(scores)), key=scores.__getitem__)
+        if (actual is not None and label != actual) or (predicted is not None and guess != predicted):
+            continue
+        if misclassified and label == guess:
+            continue
+        matches.append({"index": index, "image": source[index][x], "label": label, "predicted": guess,
+                        "score": scores[guess], "scores": scores})
+    page = matches[start:start + limit]
+    return {"total": len(matches), "start": start, "rows": page, "dataset": run.valid_dataset_id,
+            "next": start + limit if start + limit < len(matches) else None}

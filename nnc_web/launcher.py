@@ -53,6 +53,9 @@ class Child:
     process: subprocess.Popen
     ready: threading.Event = field(default_factory=threading.Event)
     marker: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    restarts: list[float] = field(default_factory=list)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -73,7 +76,7 @@ class Stack:
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=_die_with_parent, text=True, bufsize=1,
             cwd=str(config.BASE_DIR))
-        child = Child(name, process, marker=marker)
+        child = Child(name, process, marker=marker, args=args, env=env)
         if marker is None:
             child.ready.set()
         self.children.append(child)
@@ -140,6 +143,19 @@ class Stack:
                 raise RuntimeError(f"{dead} exited during start-up (see var/logs/{dead}.log)")
             time.sleep(0.1)
 
+    def restart(self, child: Child) -> bool:
+        """Start a dead worker again (its job becomes "worker lost" and can be resumed); False when
+        it keeps dying (5 times in a minute), so the studio stops instead of looping."""
+        now = time.monotonic()
+        child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+        if len(child.restarts) > 5:
+            return False
+        self.out.write(f"[{child.name}] exited with code {child.process.returncode}; restarting\n")
+        self.children.remove(child)
+        replacement = self.spawn(child.name, child.args, child.env, marker=child.marker)
+        replacement.restarts = child.restarts
+        return True
+
     # -- stopping ------------------------------------------------------------------------------
     def stop(self) -> None:
         self.stopping.set()
@@ -192,6 +208,7 @@ def ensure_sign_in(data_dir: Path) -> str:
 
 def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_worker: bool,
         ready_file: Path | None, out: IO[str] = sys.stdout) -> int:
+    from django.conf import settings
     from django.core.management import call_command
 
     from nnc_web.jobs.services import reap_lost_jobs
@@ -238,14 +255,16 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
                                           "pids": {c.name: c.process.pid for c in stack.children}}))
     code = 0
     next_reap = 0.0
+    reap_every = min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
     while not stack.stopping.wait(0.5):
-        dead = [c.name for c in stack.children if not c.alive()]
-        if dead:
-            out.write(f"{', '.join(dead)} stopped unexpectedly; shutting down\n")
+        dead = [c for c in stack.children if not c.alive()]
+        workers = [c for c in dead if c.name.startswith("worker")]
+        if any(not stack.restart(c) for c in workers) or len(workers) < len(dead):
+            out.write(f"{', '.join(c.name for c in dead)} stopped unexpectedly; shutting down\n")
             code = 1
             break
         if time.monotonic() >= next_reap:
-            next_reap = time.monotonic() + 10
+            next_reap = time.monotonic() + reap_every
             try:
                 reap_lost_jobs()
             except Exception as exc:  # noqa: BLE001 - a busy DB must not stop the studio

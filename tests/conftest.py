@@ -62,7 +62,8 @@ def live_stack(tmp_path_factory):
     server_data = data_dir / "server-data"
     server_data.mkdir()
     process, info = start_stack(data_dir, free_port(), extra_env={
-        "NNC_UPLOAD_CHUNK_BYTES": "65536", "NNC_IMPORT_DIRS": str(server_data)})
+        "NNC_UPLOAD_CHUNK_BYTES": "65536", "NNC_IMPORT_DIRS": str(server_data),
+        "NNC_HEARTBEAT_SECONDS": "1", "NNC_HEARTBEAT_GRACE_SECONDS": "4"})  # lost workers found fast
     info["data_dir"] = data_dir
     info["server_data"] = server_data
     info["process"] = process

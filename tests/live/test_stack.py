@@ -162,3 +162,47 @@ def test_run_plugin_wait_uses_the_running_studio(live_stack, live_client, tmp_pa
         [sys.executable, "manage.py", "run_plugin", "image_classification", "--user", username, "--wait",
          "--param", f"source={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert failing.returncode != 0 and "no images found" in failing.stderr
+
+
+def wait_for(check, timeout: float = 120, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.3)
+    return result
+
+
+def test_killed_worker_marks_the_run_lost_and_it_resumes_from_the_checkpoint(live_stack, live_client, tmp_path):
+    client = live_client("killer")
+    upload = client.upload(write_class_zip(tmp_path / "d.zip", digit_images(20, 3, size=32)))
+    job = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
+        "source": upload["id"], "width": 32, "height": 32, "ratio1": 70, "ratio2": 30, "file2": "valid"}}).json()
+    job = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}/").json())["state"] == "succeeded" and j)
+    train_id, valid_id = (d["id"] for d in job["datasets"])
+    project = client.post("/api/projects/", json={"name": "resilient", "train_dataset": train_id,
+                                                  "valid_dataset": valid_id}).json()
+    client.patch(f"/api/projects/{project['id']}/", json={"config": {"max_epoch": 6, "batch_size": 8}})
+    run = client.post(f"/api/projects/{project['id']}/runs/", json={"plugin": "transfer_learning", "params": {
+        "train_param": "all", "input_size": 32}}).json()
+
+    def epoch_logged(n):
+        events = client.get(f"/api/jobs/{run['job']}/events/").json()["events"]
+        return any(e["kind"] == "log" and e["data"]["line"].startswith(f"epoch {n}/6") for e in events)
+
+    wait_for(lambda: epoch_logged(2), message="training never reached epoch 2")
+    worker = json.loads((live_stack["data_dir"] / "ready.json").read_text())["pids"]["worker-gpu"]
+    os.killpg(worker, signal.SIGKILL)  # the training worker dies with its children, mid-run
+    lost = wait_for(lambda: (j := client.get(f"/api/jobs/{run['job']}/").json())["state"] != "running" and j,
+                    timeout=60, message="the reaper never marked the job lost")
+    assert (lost["state"], lost["message"]) == ("failed", "worker lost")
+    resumed = client.post(f"/api/runs/{run['id']}/resume/")
+    assert resumed.status_code == 200, resumed.text
+    new_job = resumed.json()["job"]
+    finished = wait_for(lambda: (r := client.get(f"/api/runs/{run['id']}/").json())["state"] in FINAL and r,
+                        timeout=180, message="the resumed run did not finish (was the worker restarted?)")
+    assert finished["state"] == "succeeded"
+    assert [h["epoch"] for h in finished["history"]] == [1, 2, 3, 4, 5, 6]
+    log = [e["data"]["line"] for e in client.get(f"/api/jobs/{new_job}/events/").json()["events"]
+           if e["kind"] == "log"]
+    assert any(line.startswith("resuming after epoch") for line in log) and log[-1] == "worker done"
+    assert finished["metrics"]["accuracy"] >= 0

@@ -43,6 +43,7 @@ api = [
     path("runs/<int:run_id>/resume/", projects.RunResumeView.as_view()),
     path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
     path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),
+    path("runs/<int:run_id>/export/", projects.RunExportView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
 ]

@@ -47,7 +47,10 @@ export function RunPage({ runId }: { runId: number }) {
         <span className="muted">{run.plugin_id} · {String(run.params.model)} · {String(run.params.train_param)}</span>
         <span className="spacer" />
         {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
-        {run.metrics.accuracy !== undefined && <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>}
+        {run.metrics.accuracy !== undefined && <>
+          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
+          <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
+          <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
       </div>
       {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
       <LearningCurves ref={curves} runIds={[run.id]} />

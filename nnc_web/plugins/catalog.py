@@ -1,5 +1,6 @@
 """Import every plugin module once so the registry is complete."""
 from nnc_web.plugins import (  # noqa: F401
+    builtin_algorithms,
     easymaker,
     image_classification,
     object_detection,

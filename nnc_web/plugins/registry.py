@@ -147,6 +147,7 @@ class Plugin:
     runner: Callable[[Any, dict], Any]
     completer: Callable[[Any, Any], None] | None = None
     cross_check: Callable[[dict], dict[str, str]] | None = None
+    weights: Callable[[dict], str | None] | None = None  # the pretrained backbone a run needs, if any
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

@@ -18,23 +18,30 @@ def train_config(config: dict, params: dict) -> TrainConfig:
         train_param=params["train_param"])
 
 
-def run(ctx, params: dict) -> dict:
+def train_and_evaluate(ctx, backbone_id: str, config_for, eval_batch_size: int = 64) -> dict:
+    """Train the run's model, evaluate it on the validation dataset, keep the bundle: the body of
+    every image-classification training plugin. `config_for(run)` gives the TrainConfig."""
     from nnc_web.projects.evaluation import evaluate_into
     from nnc_web.projects.models import Run
 
     run = Run.objects.select_related("train_dataset", "valid_dataset").get(pk=ctx.context["run"])
     train = load_classification_csv(run.train_dataset.csv_path())
     valid = load_classification_csv(run.valid_dataset.csv_path())
-    trainer = Trainer(params["model"], train, valid, train_config(run.config, params), ctx.workdir, ctx,
+    trainer = Trainer(backbone_id, train, valid, config_for(run), ctx.workdir, ctx,
                       cache_dir=storage.user_dir(ctx.owner_id) / "cache" / "features")
     result = trainer.run(resume=bool(ctx.context.get("resume")))
     class_names = train.class_names if len(train.class_names) >= trainer.num_classes else valid.class_names
-    metrics = evaluate_into(ctx.workdir, result.model, params["model"], trainer.size, valid, trainer.device, ctx)
-    save_bundle(ctx.workdir / "model", result.model, params["model"], class_names, trainer.size,
-                {**run.config, **params, "best_epoch": result.best_epoch},
+    metrics = evaluate_into(ctx.workdir, result.model, backbone_id, trainer.size, valid, trainer.device, ctx,
+                            batch_size=eval_batch_size)
+    save_bundle(ctx.workdir / "model", result.model, backbone_id, class_names, trainer.size,
+                {**run.config, **run.params, "best_epoch": result.best_epoch},
                 {"train": run.train_dataset_id, "valid": run.valid_dataset_id})
     ctx.log("model bundle saved (manifest.json + weights.safetensors)")
     return {"metrics": metrics, "history": result.history}
+
+
+def run(ctx, params: dict) -> dict:
+    return train_and_evaluate(ctx, params["model"], lambda run: train_config(run.config, params))
 
 
 def complete(job, result: dict) -> None:
@@ -60,4 +67,5 @@ PLUGIN = register(Plugin(
     ),
     runner=run,
     completer=complete,
+    weights=lambda params: params["model"],
 ))

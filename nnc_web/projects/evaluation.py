@@ -17,9 +17,9 @@ from nnc_web.engine.training.evaluation import (
 
 
 def evaluate_into(folder: Path, model: torch.nn.Module, backbone_id: str, input_size: int, data: ClassificationData,
-                  device: torch.device, reporter: Reporter) -> dict:
+                  device: torch.device, reporter: Reporter, batch_size: int = 64) -> dict:
     reporter.log(f"evaluating on {len(data.labels)} validation images")
-    scores = predict(model.to(device), data, backbone_id, input_size, device, reporter)
+    scores = predict(model.to(device), data, backbone_id, input_size, device, reporter, batch_size)
     write_output_result(folder / "output_result.csv", data, scores)
     metrics = classification_metrics(data.labels, scores, data.class_names)
     metrics["activation_extremes"] = most_least_activating(data.labels, scores)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from django.http import Http404
 
@@ -72,9 +73,10 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
         errors["valid_dataset"] = "choose the validation dataset of the project first"
     params, param_errors = plugin.validate(project.owner, raw_params or {}, trusted=False)
     errors.update(param_errors)
-    if not errors and params.get("model") and not is_available(params["model"]):
-        errors["model"] = (f"the weights of {params['model']} are not on this machine "
-                           f"(manage.py import_weights {params['model']} <file>)")
+    needed = plugin.weights(params) if plugin.weights and not errors else None
+    if needed and not is_available(needed):
+        field = "model" if "model" in params else "pretrained"
+        errors[field] = f"the weights of {needed} are not on this machine (manage.py import_weights {needed} <file>)"
     config, config_errors = clean_config(project.config)
     errors.update(config_errors)
     if errors:
@@ -105,3 +107,19 @@ def resume_run(run: Run, send: bool = True) -> Run:
                          result_dir=str(run.folder()))
     run.save(update_fields=["job"])
     return run
+
+
+def export_run(run: Run, export_format: str) -> Path:
+    """TorchScript or ONNX of the run's model bundle, made once."""
+    from nnc_web.engine.reporting import UserError
+    from nnc_web.engine.training.bundle import export_onnx, export_torchscript, load_bundle
+
+    folder = run.folder() / "model"
+    if not (folder / "manifest.json").exists():
+        raise UserError("this run has no trained model yet")
+    target = folder / ("model.torchscript.pt" if export_format == "torchscript" else "model.onnx")
+    if not target.exists():
+        model, manifest = load_bundle(folder)
+        exporter = export_torchscript if export_format == "torchscript" else export_onnx
+        exporter(model, manifest["input_size"], target)
+    return target

@@ -191,3 +191,17 @@ class RunResultsView(APIView):
             return field_errors({"start": "start, limit, actual and predicted must be integers"})
         return Response(result_rows(run, start, limit, actual, predicted,
                                     request.query_params.get("misclassified") == "1"))
+
+
+@documented("run_export")
+class RunExportView(APIView):
+    """`?to=torchscript|onnx`: the trained model exported (made once, kept in the run folder).
+    (Not `?format=`: DRF reserves that name for choosing a renderer.)"""
+
+    def get(self, request: Request, run_id: int) -> FileResponse:
+        run = _run_of(request.user, run_id)
+        export_format = request.query_params.get("to", "torchscript")
+        if export_format not in ("torchscript", "onnx"):
+            return field_errors({"to": "torchscript or onnx"})
+        path = services.export_run(run, export_format)
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-{path.name}")

@@ -128,3 +128,49 @@ def test_other_users_get_404_on_projects_and_runs(project, bob, client_for):
         assert getattr(other, method)(url).status_code == 404, url
         assert getattr(client_for(None), method)(url).status_code in (401, 403), url
     assert Run.objects.filter(pk=run["id"]).exists()
+
+
+def test_resnet50_builtin_uses_easymaker_hyperparameters(project, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
+    client, project_id = project
+    refused = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "resnet50_classification"}, format="json")
+    assert "import_weights resnet50" in refused.json()["errors"]["pretrained"][0]
+    response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "resnet50_classification", "params": {
+        "pretrained": False, "input_size": 32, "num_train_epochs": 1, "per_device_train_batch_size": 8,
+        "logging_steps": 2}}, format="json")
+    assert response.status_code == 201, response.content
+    run_job(response.json()["job"])
+    run = client.get(f"/api/runs/{response.json()['id']}/").json()
+    assert run["state"] == "succeeded" and len(run["history"]) == 1
+    log = [e.data["line"] for e in Job.objects.get(pk=run["job"]).events.filter(kind="log").order_by("seq")]
+    assert "step 2: loss" in " ".join(log) and any("training resnet50 (all)" in line for line in log)
+    assert (Run.objects.get(pk=run["id"]).folder() / "model" / "manifest.json").exists()
+
+
+def test_exports_load_and_agree_with_the_model(project, tmp_path):
+    import torch
+
+    from nnc_web.engine.training.bundle import load_bundle
+
+    client, project_id = project
+    run = start(client, project_id)
+    run_job(run["job"])
+    folder = Run.objects.get(pk=run["id"]).folder() / "model"
+    model, _ = load_bundle(folder)
+    response = client.get(f"/api/runs/{run['id']}/export/?to=torchscript")
+    assert response.status_code == 200, response.content
+    (tmp_path / "m.pt").write_bytes(b"".join(response.streaming_content))
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    batch = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(scripted(batch), model(batch), atol=1e-5)
+    onnx_file = client.get(f"/api/runs/{run['id']}/export/?to=onnx")
+    assert onnx_file.status_code == 200, onnx_file.content
+    import onnx
+
+    graph = onnx.load_from_string(b"".join(onnx_file.streaming_content))
+    assert [i.name for i in graph.graph.input] == ["image"]
+    assert client.get(f"/api/runs/{run['id']}/export/?to=pickle").status_code == 400

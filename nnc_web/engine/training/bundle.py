@@ -45,3 +45,15 @@ def export_torchscript(model: TransferClassifier, input_size: int, path: Path) -
     traced = torch.jit.trace(model.eval(), example)
     traced.save(str(path))
     return path
+
+
+def export_onnx(model: TransferClassifier, input_size: int, path: Path) -> Path:
+    """ONNX (opset 17) with a dynamic batch dimension."""
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+    except ImportError as exc:
+        raise UserError("ONNX export needs the onnx package") from exc
+    example = torch.zeros(1, 3, input_size, input_size)
+    torch.onnx.export(model.eval(), (example,), str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path

@@ -41,6 +41,8 @@ class TrainConfig:
     input_size: int | None = None  # None: the backbone's own
     train_param: str = "last_fc_only"  # last_fc_only | all
     pretrained: bool = True
+    feature_cache: bool = True  # last_fc_only: compute the backbone's features once (benchmarks turn it off)
+    logging_steps: int = 0  # > 0: a log line with the loss every so many steps (EasyMaker's option)
 
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -183,7 +185,7 @@ class Trainer:
             start_epoch, best_error, best_epoch, step = (state["epoch"] + 1, state["best_error"], state["best_epoch"],
                                                         state["step"])
             self.reporter.log(f"resuming after epoch {state['epoch']} from the checkpoint")
-        use_cache = frozen and not config.augmentation
+        use_cache = frozen and not config.augmentation and config.feature_cache
         if frozen and config.augmentation:
             self.reporter.log("augmentation is on: the bottleneck cache is off (features change every epoch)")
         if use_cache:
@@ -218,6 +220,8 @@ class Trainer:
                 wrong += int((logits.argmax(1) != labels).sum())
                 seen += len(labels)
                 self.reporter.metric("loss", step, loss_value)
+                if config.logging_steps and step % config.logging_steps == 0:
+                    self.reporter.log(f"step {step}: loss {loss_value:.4f}")
             if scheduler is not None:
                 scheduler.step()
             valid_error = self._valid_error(model, valid_x if use_cache else None)

@@ -4,7 +4,7 @@ import { JobPanel } from './JobPanel'
 import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
 import type { JobEvent, Run } from './types'
 
-interface ResultRow { index: number; image: string; label: number; predicted: number; score: number }
+interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
 
 const fileUrl = (dataset: number, cell: string, thumb = true) =>
@@ -44,10 +44,10 @@ export function RunPage({ runId }: { runId: number }) {
       <p><a href={`#/projects/${run.project}`}>← Project</a></p>
       <div className="page-head">
         <h2 data-testid="run-title">Run {run.id}</h2>
-        <span className="muted">{run.plugin_id} · {String(run.params.model)} · {String(run.params.train_param)}</span>
+        <span className="muted">{[run.plugin_id, run.params.model, run.params.train_param].filter(Boolean).join(' · ')}</span>
         <span className="spacer" />
         {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
-        {run.metrics.accuracy !== undefined && <>
+        {(run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined) && <>
           <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
@@ -55,6 +55,7 @@ export function RunPage({ runId }: { runId: number }) {
       {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
       <LearningCurves ref={curves} runIds={[run.id]} />
       {run.metrics.accuracy !== undefined && <Evaluation run={run} />}
+      {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
     </div>
   )
 }
@@ -107,8 +108,9 @@ function Evaluation({ run }: { run: Run }) {
         <div className="result-grid" data-testid="result-rows">
           {page.rows.map((r) => (
             <figure key={r.index} className={r.label === r.predicted ? 'ok' : 'wrong'} data-row={r.index}>
-              <img className="thumb" src={fileUrl(page.dataset, r.image)} alt={r.image} />
-              <figcaption>{names[r.label]} → {names[r.predicted]} ({(r.score * 100).toFixed(0)}%)</figcaption>
+              {r.image ? <img className="thumb" src={fileUrl(page.dataset, r.image)} alt={r.image} />
+                : <code className="values">{(r.values ?? []).join(', ')}</code>}
+              <figcaption>{names[r.label]} → {names[r.predicted]} ({((r.score ?? 0) * 100).toFixed(0)}%)</figcaption>
             </figure>))}
         </div>
       )}
@@ -125,7 +127,7 @@ function Extremes({ run, names }: { run: Run; names: string[] }) {
   useEffect(() => {
     api<ResultPage>(`/api/runs/${run.id}/results/?limit=500`).then((p) => { setRows(p.rows); setDataset(p.dataset) }).catch(() => undefined)
   }, [run.id])
-  if (!rows.length) return null
+  if (!rows.length || !rows[0].image) return null
   const byIndex = new Map(rows.map((r) => [r.index, r]))
   return (
     <div data-testid="extremes">
@@ -134,10 +136,32 @@ function Extremes({ run, names }: { run: Run; names: string[] }) {
         <div key={e.class} className="extremes-row">
           <strong>{names[e.class]}</strong>
           <span className="muted">most</span>
-          {e.most.map((i: number) => byIndex.get(i) && <img key={`m${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image)} alt="" />)}
+          {e.most.map((i: number) => byIndex.get(i) && <img key={`m${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image!)} alt="" />)}
           <span className="muted">least</span>
-          {e.least.map((i: number) => byIndex.get(i) && <img key={`l${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image)} alt="" />)}
+          {e.least.map((i: number) => byIndex.get(i) && <img key={`l${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image!)} alt="" />)}
         </div>))}
+    </div>
+  )
+}
+
+function RegressionEvaluation({ run }: { run: Run }) {
+  const m = run.metrics
+  const [page, setPage] = useState<ResultPage | null>(null)
+  useEffect(() => {
+    api<ResultPage>(`/api/runs/${run.id}/results/?limit=50`).then(setPage).catch(() => setPage(null))
+  }, [run.id])
+  return (
+    <div className="card" data-testid="evaluation">
+      <h3>Evaluation</h3>
+      <table className="grid metrics" data-testid="metrics">
+        <thead><tr><th>RMSE</th><th>MAE</th><th>R²</th></tr></thead>
+        <tbody><tr><td>{m.rmse.toFixed(4)}</td><td>{m.mae.toFixed(4)}</td><td>{m.r2.toFixed(4)}</td></tr></tbody>
+      </table>
+      {page && (
+        <table className="grid"><thead><tr><th>#</th><th>inputs</th><th>actual</th><th>predicted</th></tr></thead>
+          <tbody>{page.rows.map((r) => <tr key={r.index}><td>{r.index}</td><td><code>{(r.values ?? []).join(', ')}</code></td>
+            <td>{r.label}</td><td>{Number(r.predicted).toFixed(4)}</td></tr>)}</tbody></table>
+      )}
     </div>
   )
 }

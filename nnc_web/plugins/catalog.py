@@ -5,6 +5,7 @@ from nnc_web.plugins import (  # noqa: F401
     image_classification,
     object_detection,
     tabular,
+    tabular_mlp,
     transfer_learning,
 )
 from nnc_web.plugins.registry import PLUGINS, get  # noqa: F401

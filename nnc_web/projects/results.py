@@ -5,6 +5,7 @@ import csv
 
 from django.http import Http404
 
+from nnc_web.engine.imaging import IMAGE_SUFFIXES
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.projects.models import Run
 
@@ -23,6 +24,13 @@ def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted:
     names = [parse_header_cell(c).name for c in header]
     x, y = names.index("x"), names.index("y")
     score_columns = [i for i, c in enumerate(header) if c.startswith("y'__")]
+    is_image = bool(source) and source[0][x].lower().endswith(IMAGE_SUFFIXES)
+    if not score_columns:  # regression: the prediction itself, no classes to filter by
+        value = header.index("y'")
+        page = [{"index": i, "label": float(row[y]), "predicted": float(row[value]), "values": row[x:x + 6]}
+                for i, row in enumerate(rows[start:start + limit], start=start)]
+        return {"total": len(rows), "start": start, "rows": page, "dataset": run.valid_dataset_id,
+                "next": start + limit if start + limit < len(rows) else None, "regression": True}
     matches = []
     for index, row in enumerate(rows):
         scores = [float(row[i]) for i in score_columns]
@@ -31,8 +39,12 @@ def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted:
             continue
         if misclassified and label == guess:
             continue
-        matches.append({"index": index, "image": source[index][x], "label": label, "predicted": guess,
-                        "score": scores[guess], "scores": scores})
+        entry = {"index": index, "label": label, "predicted": guess, "score": scores[guess], "scores": scores}
+        if is_image:
+            entry["image"] = source[index][x]
+        else:
+            entry["values"] = row[x:x + 6]
+        matches.append(entry)
     page = matches[start:start + limit]
     return {"total": len(matches), "start": start, "rows": page, "dataset": run.valid_dataset_id,
             "next": start + limit if start + limit < len(matches) else None}

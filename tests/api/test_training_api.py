@@ -174,3 +174,50 @@ def test_exports_load_and_agree_with_the_model(project, tmp_path):
     graph = onnx.load_from_string(b"".join(onnx_file.streaming_content))
     assert [i.name for i in graph.graph.input] == ["image"]
     assert client.get(f"/api/runs/{run['id']}/export/?to=pickle").status_code == 400
+
+
+def tabular_project(client, tmp_path, target: str, task: str) -> int:
+    from tests.api.test_tabular_api import iris_csv
+
+    source = upload(client, iris_csv(tmp_path)).json()["id"]
+    job = client.post("/api/jobs/", {"plugin": "tabular_csv", "params": {
+        "source": source, "target": target, "task": task, "missing": "fill", "inputs":
+        "sepal length (cm),sepal width (cm),petal width (cm),site" + (",species" if task == "regression" else ""),
+        "ratio1": 70, "ratio2": 30, "file2": "valid"}}, format="json").json()
+    run_job(job["id"])
+    train_id, valid_id = (d["id"] for d in client.get(f"/api/jobs/{job['id']}/").json()["datasets"])
+    project = client.post("/api/projects/", {"name": f"iris-{task}", "train_dataset": train_id,
+                                             "valid_dataset": valid_id}, format="json").json()
+    client.patch(f"/api/projects/{project['id']}/", {"config": {"max_epoch": 60, "batch_size": 16,
+                                                                "learning_rate": 0.01}}, format="json")
+    return project["id"]
+
+
+def test_tabular_mlp_classifies_and_regresses_real_data(alice, client_for, tmp_path):
+    import numpy as np
+
+    from nnc_web.engine.training.tabular_mlp import load_tabular_bundle, load_tabular_csv, predict_tabular
+
+    client = client_for(alice)
+    for target, task in (("species", "classification"), ("petal length (cm)", "regression")):
+        (tmp_path / task).mkdir()
+        project_id = tabular_project(client, tmp_path / task, target, task)
+        run = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "tabular_mlp"}, format="json").json()
+        run_job(run["job"])
+        run = client.get(f"/api/runs/{run['id']}/").json()
+        assert run["state"] == "succeeded", Job.objects.get(pk=run["job"]).message
+        rows = client.get(f"/api/runs/{run['id']}/results/").json()
+        if task == "classification":
+            assert run["metrics"]["accuracy"] >= 0.9, run["metrics"]
+            assert rows["total"] == 45 and "values" in rows["rows"][0] and "image" not in rows["rows"][0]
+            wrong = client.get(f"/api/runs/{run['id']}/results/?misclassified=1").json()["total"]
+            assert wrong == round(45 * (1 - run["metrics"]["accuracy"]))
+        else:
+            assert run["metrics"]["r2"] >= 0.8, run["metrics"]
+            assert rows["regression"] and rows["total"] == 45
+        folder = Run.objects.get(pk=run["id"]).folder()
+        model, manifest = load_tabular_bundle(folder / "model")
+        valid = load_tabular_csv(Run.objects.get(pk=run["id"]).valid_dataset.csv_path())
+        written = np.loadtxt(folder / "output_result.csv", delimiter=",", skiprows=1,
+                             usecols=range(len(valid.header), len(valid.header) + manifest["outputs"]), ndmin=2)
+        assert np.allclose(predict_tabular(model, valid), written, atol=1e-4)

@@ -140,62 +140,43 @@ def _prefix_errors(params: dict) -> dict[str, str]:
     return {}
 
 
-CLASSIFICATION_PLUGIN = register(Plugin(
-    id="easymaker_classification",
-    kind="preprocess",
-    title="EasyMaker image classification folders (train/validation/test)",
-    description="Imports EasyMaker's classification layout - train/, validation/ and test/ folders, each "
-                "with one folder of images per class - as up to three NNC datasets that share one label "
-                "index. Images are shaped as in the Image Classification plugin.",
-    params=(
-        Param("source", "file", required=True, help=f"{SOURCE_HELP} with train/, validation/, test/"),
-        *shaping_params(width=224, height=224),
-        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
-        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
-        Param("prefix", "text", "", help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
-    ),
-    runner=run_classification,
-    completer=register_datasets,
-    cross_check=_prefix_errors,
-))
+def _layout_plugin(plugin_id: str, title: str, description: str, source_help: str, shaping: tuple,
+                   runner) -> Plugin:
+    """An EasyMaker layout import: one upload, one dataset per split, names with an optional prefix."""
+    return register(Plugin(
+        id=plugin_id, kind="preprocess", title=title, description=description,
+        params=(
+            Param("source", "file", required=True, help=source_help),
+            *shaping,
+            Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
+            Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
+            Param("prefix", "text", "", help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
+        ),
+        runner=runner, completer=register_datasets, cross_check=_prefix_errors,
+    ))
 
-COCO_PLUGIN = register(Plugin(
-    id="coco_detection",
-    kind="preprocess",
-    title="COCO object detection (EasyMaker layout)",
-    description="Imports EasyMaker's detection layout - train/, valid/ and test/ folders, each with its "
-                "images and a _annotations.coco.json (bbox = [x, y, width, height] in pixels) - as up to "
-                "three datasets of images and their boxes (x:image, y:boxes as 'class cx cy w h' text, "
-                "normalised), shaped as chosen; the boxes follow trimming and padding.",
-    params=(
-        Param("source", "file", required=True,
-              help=f"{SOURCE_HELP} with train/, valid/, test/ and a {COCO_FILE} in each"),
-        *shaping_params(width=512, height=512, mode="padding"),
-        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
-        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
-        Param("prefix", "text", "", help="prefix for the dataset names"),
-    ),
-    runner=run_coco,
-    completer=register_datasets,
-    cross_check=_prefix_errors,
-))
 
-SEGMENTATION_PLUGIN = register(Plugin(
-    id="easymaker_segmentation",
-    kind="preprocess",
-    title="Semantic segmentation (EasyMaker layout)",
-    description="Imports EasyMaker's segmentation layout - train/, validation/, test/ with images/, "
-                "annotations/ (one class id per pixel) and a <split>.json of {image, seg_map} pairs, plus "
-                "resources/id2label.json - as datasets of images and masks (x:image, y:label). Masks are "
-                "shaped with the image (nearest neighbour); padding and unknown ids become 255 (ignore).",
-    params=(
-        Param("source", "file", required=True, help=f"{SOURCE_HELP} in EasyMaker's segmentation layout"),
-        *shaping_params(width=512, height=512, mode="resize"),
-        Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
-        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
-        Param("prefix", "text", "", help="prefix for the dataset names"),
-    ),
-    runner=run_segmentation,
-    completer=register_datasets,
-    cross_check=_prefix_errors,
-))
+CLASSIFICATION_PLUGIN = _layout_plugin(
+    "easymaker_classification", "EasyMaker image classification folders (train/validation/test)",
+    "Imports EasyMaker's classification layout - train/, validation/ and test/ folders, each with one folder "
+    "of images per class - as up to three NNC datasets that share one label index. Images are shaped as in "
+    "the Image Classification plugin.",
+    f"{SOURCE_HELP} with train/, validation/, test/", shaping_params(width=224, height=224), run_classification)
+
+COCO_PLUGIN = _layout_plugin(
+    "coco_detection", "COCO object detection (EasyMaker layout)",
+    "Imports EasyMaker's detection layout - train/, valid/ and test/ folders, each with its images and a "
+    "_annotations.coco.json (bbox = [x, y, width, height] in pixels) - as up to three datasets of images and "
+    "their boxes (x:image, y:boxes as 'class cx cy w h' text, normalised), shaped as chosen; the boxes follow "
+    "trimming and padding.",
+    f"{SOURCE_HELP} with train/, valid/, test/ and a {COCO_FILE} in each",
+    shaping_params(width=512, height=512, mode="padding"), run_coco)
+
+SEGMENTATION_PLUGIN = _layout_plugin(
+    "easymaker_segmentation", "Semantic segmentation (EasyMaker layout)",
+    "Imports EasyMaker's segmentation layout - train/, validation/, test/ with images/, annotations/ (one "
+    "class id per pixel) and a <split>.json of {image, seg_map} pairs, plus resources/id2label.json - as "
+    "datasets of images and masks (x:image, y:label). Masks are shaped with the image (nearest neighbour); "
+    "padding and unknown ids become 255 (ignore).",
+    f"{SOURCE_HELP} in EasyMaker's segmentation layout", shaping_params(width=512, height=512, mode="resize"),
+    run_segmentation)

@@ -3,7 +3,7 @@ export interface BoxAnnotation { cls: number; cx: number; cy: number; w: number;
 
 // Colours come from the server's palette (dataset.palette), the same that colours mask overlays.
 function colourIn(palette: string[], cls: number): string {
-  return palette.length ? palette[cls % palette.length] : '#ffffff'
+  return palette.length ? palette[cls % palette.length] : '#4c8bf5'
 }
 
 export function BoxedImage({ src, href, boxes, classes, aspect, palette }: {

@@ -2,7 +2,8 @@ import { useCallback, useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { JobPanel } from './JobPanel'
 import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
-import type { JobEvent, Run } from './types'
+import type { Job, JobEvent, Run } from './types'
+import { ClassHistogram } from './BoxedImage'
 
 interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
@@ -14,6 +15,7 @@ export function RunPage({ runId }: { runId: number }) {
   const [run, setRun] = useState<Run | null>(null)
   const [error, setError] = useState('')
   const curves = useRef<CurvesHandle>(null)
+  const [evaluationJob, setEvaluationJob] = useState<number | null>(null)
   const epochs = useRef<Record<number, Partial<EpochPoint>>>({})
 
   const load = useCallback(() => {
@@ -33,6 +35,11 @@ export function RunPage({ runId }: { runId: number }) {
     }
   }
 
+  const evaluate = async () => {
+    try { setEvaluationJob((await api<Job>(`/api/runs/${runId}/evaluate/`, { method: 'POST' })).id) }
+    catch (e) { setError((e as ApiError).message) }
+  }
+
   const resume = async () => {
     try { setRun(await api<Run>(`/api/runs/${runId}/resume/`, { method: 'POST' })) } catch (e) { setError((e as ApiError).message) }
   }
@@ -48,11 +55,13 @@ export function RunPage({ runId }: { runId: number }) {
         <span className="spacer" />
         {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
         {(run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined) && <>
+          <button className="secondary" onClick={evaluate}>Evaluate again</button>
           <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
       </div>
       {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
+      {evaluationJob && <JobPanel key={`e${evaluationJob}`} jobId={evaluationJob} onFinished={load} />}
       <LearningCurves ref={curves} runIds={[run.id]} />
       {run.metrics.accuracy !== undefined && <Evaluation run={run} />}
       {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
@@ -86,6 +95,10 @@ function Evaluation({ run }: { run: Run }) {
           {m.per_class.map((c: any) => <tr key={c.class}><td>{c.class} ({c.support})</td><td></td><td>{pct(c.precision)}</td>
             <td>{pct(c.recall)}</td><td>{pct(c.f1)}</td></tr>)}</tbody>
       </table>
+      <div className="columns">
+        <ClassHistogram names={names} counts={m.histogram.actual} unit="Actual images" palette={[]} />
+        <ClassHistogram names={names} counts={m.histogram.predicted} unit="Predicted images" palette={[]} />
+      </div>
       <h4>Confusion matrix <span className="muted">(rows: actual, columns: predicted; click a cell)</span></h4>
       <table className="confusion" data-testid="confusion-matrix">
         <thead><tr><th></th>{names.map((n) => <th key={n}>{n}</th>)}</tr></thead>

@@ -21,12 +21,14 @@ class JobListView(APIView):
 
     def post(self, request: Request) -> Response:
         plugin_id = request.data.get("plugin")
-        if not isinstance(plugin_id, str) or plugin_id not in registry.PLUGINS:
+        if not isinstance(plugin_id, str) or plugin_id not in registry.PLUGINS or registry.PLUGINS[plugin_id].hidden:
             return field_errors({"plugin": f"unknown plugin {plugin_id!r}"})
         raw = request.data.get("params") or {}
         if not isinstance(raw, dict):
             return field_errors({"params": "must be an object of parameter values"})
         plugin = registry.get(plugin_id)
+        if plugin.kind == "training":
+            return field_errors({"plugin": "training plugins run inside a project: POST /api/projects/<id>/runs/"})
         params, errors = plugin.validate(request.user, raw, trusted=False)
         if errors:
             return field_errors(errors)

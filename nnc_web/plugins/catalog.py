@@ -2,6 +2,7 @@
 from nnc_web.plugins import (  # noqa: F401
     builtin_algorithms,
     easymaker,
+    evaluation,
     image_classification,
     object_detection,
     tabular,

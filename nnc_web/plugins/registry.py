@@ -148,6 +148,7 @@ class Plugin:
     completer: Callable[[Any, Any], None] | None = None
     cross_check: Callable[[dict], dict[str, str]] | None = None
     weights: Callable[[dict], str | None] | None = None  # the pretrained backbone a run needs, if any
+    hidden: bool = False  # internal jobs (re-evaluation) that menus and listings leave out
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -224,7 +225,9 @@ ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_c
 
 
 def ordered() -> list[Plugin]:
-    return sorted(PLUGINS.values(), key=lambda p: ORDER.index(p.id) if p.id in ORDER else len(ORDER))
+    """The plugins a person can choose, in DESIGN.md's order."""
+    visible = [p for p in PLUGINS.values() if not p.hidden]
+    return sorted(visible, key=lambda p: ORDER.index(p.id) if p.id in ORDER else len(ORDER))
 
 
 def register(plugin: Plugin) -> Plugin:

@@ -123,3 +123,17 @@ def export_run(run: Run, export_format: str) -> Path:
         exporter = export_torchscript if export_format == "torchscript" else export_onnx
         exporter(model, manifest["input_size"], target)
     return target
+
+
+def evaluate_run(run: Run, send: bool = True):
+    """Queue a fresh evaluation of a finished run (output_result.csv and metrics.json are rewritten)."""
+    from nnc_web.engine.reporting import UserError
+    from nnc_web.jobs.services import create_job
+    from nnc_web.plugins.registry import PLUGINS
+
+    if not (run.folder() / "model" / "manifest.json").exists():
+        raise UserError("this run has no trained model yet")
+    if run.valid_dataset_id is None:
+        raise UserError("the run's validation dataset was deleted")
+    return create_job(run.project.owner, PLUGINS["evaluation"], {}, title=f"Evaluation of run {run.pk}", send=send,
+                      context={"run": run.pk}, result_dir=str(run.folder()))

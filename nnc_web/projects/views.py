@@ -114,6 +114,17 @@ class RunResumeView(APIView):
         return Response(RunSerializer(run).data)
 
 
+@documented("run_evaluate")
+class RunEvaluateView(APIView):
+    """Evaluate the run's model again, as a job (returns the job to follow)."""
+
+    def post(self, request: Request, run_id: int) -> Response:
+        from nnc_web.jobs.serializers import JobSerializer
+
+        job = services.evaluate_run(_run_of(request.user, run_id))
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
 @documented("run_file")
 class RunFileView(APIView):
     """A file of the run folder: output_result.csv, metrics.json, model/manifest.json, ..."""

@@ -221,3 +221,23 @@ def test_tabular_mlp_classifies_and_regresses_real_data(alice, client_for, tmp_p
         written = np.loadtxt(folder / "output_result.csv", delimiter=",", skiprows=1,
                              usecols=range(len(valid.header), len(valid.header) + manifest["outputs"]), ndmin=2)
         assert np.allclose(predict_tabular(model, valid), written, atol=1e-4)
+
+
+def test_evaluate_again_rewrites_the_results(project):
+    client, project_id = project
+    run = start(client, project_id)
+    run_job(run["job"])
+    folder = Run.objects.get(pk=run["id"]).folder()
+    (folder / "output_result.csv").unlink()
+    before = client.get(f"/api/runs/{run['id']}/").json()["metrics"]
+    job = client.post(f"/api/runs/{run['id']}/evaluate/").json()
+    run_job(job["id"])
+    assert Job.objects.get(pk=job["id"]).state == "succeeded"
+    assert (folder / "output_result.csv").exists()
+    assert client.get(f"/api/runs/{run['id']}/").json()["metrics"]["accuracy"] == before["accuracy"]
+    listed = [p["id"] for p in client.get("/api/plugins/").json()["results"]]
+    assert "evaluation" not in listed and "transfer_learning" in listed
+    direct = client.post("/api/jobs/", {"plugin": "evaluation"}, format="json")
+    assert direct.status_code == 400
+    training = client.post("/api/jobs/", {"plugin": "transfer_learning"}, format="json")
+    assert "inside a project" in training.json()["errors"]["plugin"][0]

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         plugin_id = options["plugin"]
         if not plugin_id:
             raise CommandError("name a plugin id (see --list)")
-        if plugin_id not in PLUGINS:
+        if plugin_id not in PLUGINS or PLUGINS[plugin_id].hidden:
             raise CommandError(f"unknown plugin {plugin_id!r} (see --list)")
         if options["result"]:
             raise CommandError("--result arrives with the post-processing plugins")

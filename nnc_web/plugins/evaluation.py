@@ -1,0 +1,46 @@
+"""Internal job: evaluate a finished run again (its bundle over its validation dataset)."""
+from __future__ import annotations
+
+import json
+
+from nnc_web.plugins.registry import Plugin, register
+from nnc_web.plugins.transfer_learning import complete
+
+
+def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.training.bundle import load_bundle
+    from nnc_web.engine.training.data import load_classification_csv
+    from nnc_web.engine.training.tabular_mlp import (
+        load_tabular_bundle,
+        load_tabular_csv,
+        predict_tabular,
+        tabular_metrics,
+        write_tabular_output,
+    )
+    from nnc_web.engine.training.trainer import resolve_device
+    from nnc_web.projects.evaluation import evaluate_into
+    from nnc_web.projects.models import Run
+
+    run_row = Run.objects.select_related("valid_dataset").get(pk=ctx.context["run"])
+    folder = ctx.workdir / "model"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest["architecture"] == "tabular_mlp":
+        model, _ = load_tabular_bundle(folder)
+        data = load_tabular_csv(run_row.valid_dataset.csv_path())
+        write_tabular_output(ctx.workdir / "output_result.csv", data, predict_tabular(model, data))
+        metrics = tabular_metrics(model, data)
+        (ctx.workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        ctx.log(f"evaluated {len(data.y)} rows")
+    else:
+        model, manifest = load_bundle(folder)
+        data = load_classification_csv(run_row.valid_dataset.csv_path())
+        metrics = evaluate_into(ctx.workdir, model, manifest["backbone"], manifest["input_size"], data,
+                                resolve_device("auto"), ctx)
+    return {"metrics": metrics, "history": run_row.history}
+
+
+PLUGIN = register(Plugin(
+    id="evaluation", kind="postprocess", title="Evaluation", hidden=True,
+    description="Evaluates a run's model over its validation dataset again.",
+    params=(), runner=run, completer=complete,
+))

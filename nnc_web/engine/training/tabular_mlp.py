@@ -105,6 +105,7 @@ def train_tabular(train: TabularData, valid: TabularData, reporter: Reporter, ma
             optimizer.step()
             step += 1
             total += loss.item() * len(y)
+            out = out.detach()
             wrong += float((out.argmax(1) != y).sum()) if classify else float(((out - y) ** 2).sum())
             reporter.metric("loss", step, loss.item())
         rows = len(train.y)

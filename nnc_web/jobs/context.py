@@ -1,17 +1,20 @@
 """JobContext: what a plugin sees of its job (the engine's Reporter protocol, backed by the DB)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from nnc_web.engine.safe_paths import safe_join
 from nnc_web.jobs.events import push_events, record_event, store_event
 from nnc_web.jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.2  # s between stored progress events; the last one always lands
 METRIC_PUSH_INTERVAL = 0.25  # s: metrics are stored at once but pushed in batches
@@ -100,7 +103,12 @@ class JobContext:
     def _beat(self) -> None:
         try:
             while not self._heartbeat_stop.wait(settings.NNC_HEARTBEAT_SECONDS):
-                Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING).update(
-                    heartbeat_at=timezone.now())
+                try:
+                    Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING).update(
+                        heartbeat_at=timezone.now())
+                except DatabaseError:
+                    # A busy database must not end the heartbeat: the job would be reaped as lost.
+                    logger.warning("heartbeat of job %s failed; retrying", self.job_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()  # this thread's own DB connection

@@ -227,3 +227,35 @@ def test_context_pushes_buffered_metrics_before_later_events(alice, counting_plu
     ctx.log("epoch done")  # flushes: metrics, then the pending progress, then the line
     ctx.close()
     assert pushed == sorted(pushed) and len(pushed) == len(set(pushed))
+
+
+def test_heartbeat_survives_database_errors(alice, counting_plugin, settings, monkeypatch, tmp_path):
+    import threading
+
+    from django.db import OperationalError
+
+    from nnc_web.jobs import context as context_module
+
+    settings.NNC_HEARTBEAT_SECONDS = 0.01
+    job = make_job(alice, counting_plugin)
+    calls = []
+    beaten = threading.Event()
+
+    class FlakyJobs:
+        def filter(self, **kwargs):
+            return self
+
+        def update(self, **kwargs):
+            calls.append(kwargs)
+            if len(calls) == 1:
+                raise OperationalError("database table is locked")
+            beaten.set()
+            return 1
+
+    ctx = context_module.JobContext(job, tmp_path)
+    monkeypatch.setattr(context_module.Job, "objects", FlakyJobs())
+    ctx.start_heartbeat()
+    assert beaten.wait(5), "the heartbeat stopped after one failed write"
+    ctx._heartbeat_stop.set()
+    ctx._heartbeat.join(5)
+    assert len(calls) >= 2

@@ -36,12 +36,12 @@ def read_events(socket, until_final: bool, limit: int | None = None) -> list[dic
             return events
 
 
-def queue_digits_job(client, tmp_path, per_class: int = 150) -> int:
-    archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, 4, size=64),
+def queue_digits_job(client, tmp_path, per_class: int = 150, classes: int = 4, output: int = 96) -> int:
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, classes, size=64),
                               extra={"0/broken.png": b"nope"})
     upload = client.upload(archive)
     response = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
-        "source": upload["id"], "width": 96, "height": 96, "ratio1": 80, "ratio2": 20, "file2": "valid"}})
+        "source": upload["id"], "width": output, "height": output, "ratio1": 80, "ratio2": 20, "file2": "valid"}})
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -95,7 +95,8 @@ def test_websocket_refuses_other_users_and_anonymous(live_client, tmp_path):
 
 def test_cancel_a_running_conversion(live_client, tmp_path):
     client = live_client("cancel")
-    job_id = queue_digits_job(client, tmp_path, per_class=600)
+    # every digit scikit-learn has (1,797), shaped to 256 px: several seconds of work on 2 cores
+    job_id = queue_digits_job(client, tmp_path, per_class=200, classes=10, output=256)
     deadline = time.monotonic() + 60
     while client.get(f"/api/jobs/{job_id}/").json()["progress_done"] == 0:
         assert time.monotonic() < deadline

@@ -175,17 +175,11 @@ def register_built_datasets(job, built: list) -> list[Dataset]:
     return created
 
 
-def _csv_index(dataset: Dataset, kind: str) -> int | None:
-    """The CSV position of the dataset's first column of `kind` (a variable may span many cells)."""
+def _csv_index(dataset: Dataset, header: list[str], kind: str) -> int | None:
+    """The position in `header` of the dataset's first column of `kind` (a variable may span many cells)."""
     name = next((c["name"] for c in dataset.columns if c.get("kind") == kind), None)
-    if name is None:
-        return None
-    names = [parse_header_cell(cell).name for cell in read_header(dataset.csv_path())]
+    names = [parse_header_cell(cell).name for cell in header]
     return names.index(name) if name in names else None
-
-
-def _boxes_column(dataset: Dataset) -> int | None:
-    return _csv_index(dataset, "boxes")
 
 
 def _read_boxes(dataset: Dataset, cell: str) -> list[dict]:
@@ -204,9 +198,10 @@ def class_counts(dataset: Dataset) -> list[int]:
         return []
     counts = [0] * len(names)
     offsets = _row_index(dataset)
-    boxes_column = _boxes_column(dataset)
-    label_column = _csv_index(dataset, "label")
-    mask_column = _csv_index(dataset, "mask")
+    header = read_header(dataset.csv_path())
+    boxes_column = _csv_index(dataset, header, "boxes")
+    label_column = _csv_index(dataset, header, "label")
+    mask_column = _csv_index(dataset, header, "mask")
     for start in range(0, len(offsets), 10_000):
         for row in read_rows(dataset.csv_path(), offsets, start, 10_000):
             if mask_column is not None:  # pixels per class
@@ -241,7 +236,7 @@ def dataset_page(dataset: Dataset, start: int, limit: int) -> dict:
     rows = read_rows(dataset.csv_path(), offsets, start, limit)
     total = len(offsets)
     end = start + len(rows)
-    boxes_column = _boxes_column(dataset)
+    boxes_column = _csv_index(dataset, header, "boxes")
     page_rows = []
     for i, row in enumerate(rows):
         entry: dict = {"index": start + i, "cells": row}

@@ -32,7 +32,7 @@ class BuiltDataset:
 @dataclass
 class Row:
     cells: list[str]  # CSV cells; file cells are `./<relative path>`
-    files: list[str]  # relative paths under the staging folder that belong to this row
+    files: list[str]  # relative paths under the staging folder that belong to this row (none: tabular)
 
 
 def active_outputs(outputs: list[OutputSpec]) -> list[OutputSpec]:
@@ -54,6 +54,7 @@ def write_outputs(staging: Path, workdir: Path, outputs: list[OutputSpec], rows:
             reporter.log(f"dataset {spec.name!r} would be empty and was not created")
             continue
         folder = workdir / "outputs" / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
         for row in chosen:
             for relative in row.files:
                 target = folder / relative

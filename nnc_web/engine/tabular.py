@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnc_web.engine.dataset_outputs import BuiltDataset, OutputSpec, active_outputs
-from nnc_web.engine.nnc_csv import Column, parse_header_cell, write_csv
+from nnc_web.engine.dataset_outputs import BuiltDataset, OutputSpec, Row, active_outputs, write_outputs
+from nnc_web.engine.nnc_csv import Column, parse_header_cell
 from nnc_web.engine.reporting import Reporter, UserError
-from nnc_web.engine.splitting import split_rows
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 SCHEMA_FILE = "tabular_schema.json"
@@ -175,7 +174,7 @@ def _class_order(value: str) -> tuple:
 
 def build_tabular_datasets(csv_path: Path, workdir: Path, options: TabularOptions, outputs: list[OutputSpec],
                            shuffle: bool, seed: int, reporter: Reporter) -> list[BuiltDataset]:
-    named = active_outputs(outputs)
+    active_outputs(outputs)  # fail before reading anything when no output would be written
     frame = read_table(csv_path)
     reporter.log(f"read {len(frame)} rows, {len(frame.columns)} columns")
     describe(frame, reporter)
@@ -196,16 +195,8 @@ def build_tabular_datasets(csv_path: Path, workdir: Path, options: TabularOption
         header, rows, schema = encode(frame, options, reporter)
     columns = [Column("x", "features", "number", str(schema["inputs"])),
                Column("y", schema["target"], "label" if schema["classes"] else "number", "1", schema["classes"])]
-    first, second = split_rows(rows, named[0].ratio, named[1].ratio if len(named) > 1 else 0, shuffle, seed)
-    built = []
-    for spec, chosen in zip(named, (first, second), strict=False):
-        if not chosen:
-            reporter.log(f"dataset {spec.name!r} would be empty and was not created")
-            continue
-        folder = workdir / "outputs" / spec.name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_csv(folder / f"{spec.name}.csv", header, chosen)
-        (folder / SCHEMA_FILE).write_text(json.dumps(schema, indent=1))
-        reporter.log(f"dataset {spec.name!r}: {len(chosen)} rows, {schema['inputs']} inputs")
-        built.append(BuiltDataset(spec.name, folder, f"{spec.name}.csv", len(chosen), columns, schema["classes"]))
+    built = write_outputs(workdir / "converted", workdir, outputs, [Row(row, []) for row in rows], header, columns,
+                          schema["classes"], shuffle, seed, reporter)
+    for dataset in built:  # the encoding travels with every output, for trainers and explainers
+        (dataset.folder / SCHEMA_FILE).write_text(json.dumps(schema, indent=1))
     return built

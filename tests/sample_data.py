@@ -87,3 +87,67 @@ def write_yolo_zip(path: Path, count: int = 8, size: tuple[int, int] = (320, 200
         for name, data in (extra or {}).items():
             archive.writestr(name, data)
     return path
+
+
+def texture_crops(count: int, anomalous: bool, size: int = 224, seed: int = 0, normal: str = "brick",
+                  defect: str = "grass") -> list[tuple[Image.Image, Image.Image]]:
+    """(RGB crop, mask) pairs from scikit-image's real textures: crops of `normal`, and with
+    `anomalous` a pasted square (a sixth to a quarter of the crop) of `defect`; the mask is 255
+    where the pasted texture is."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    base, other = getattr(data, normal)(), getattr(data, defect)()
+    pairs = []
+    for _ in range(count):
+        top, left = rng.integers(0, base.shape[0] - size, 2)
+        crop = base[top:top + size, left:left + size].copy()
+        mask = np.zeros((size, size), np.uint8)
+        if anomalous:
+            side = int(rng.integers(size // 6, size // 4 + 1))
+            y, x = rng.integers(0, size - side, 2)
+            sy, sx = rng.integers(0, other.shape[0] - side, 2)
+            crop[y:y + side, x:x + side] = other[sy:sy + side, sx:sx + side]
+            mask[y:y + side, x:x + side] = 255
+        pairs.append((Image.fromarray(crop).convert("RGB"), Image.fromarray(mask, "L")))
+    return pairs
+
+
+def write_texture_set(folder: Path, train: int = 24, good: int = 10, bad: int = 10, size: int = 224,
+                      seed: int = 0) -> dict:
+    """Files for an anomaly test: normal training crops, then test crops (good, then with a pasted
+    defect) with their masks. Returns the paths, labels and mask paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result: dict[str, list] = {"train": [], "test": [], "labels": [], "masks": []}
+    for number, (image, _) in enumerate(texture_crops(train, False, size, seed)):
+        result["train"].append(folder / f"train_{number:03d}.png")
+        image.save(result["train"][-1])
+    test = texture_crops(good, False, size, seed + 1) + texture_crops(bad, True, size, seed + 2)
+    for number, (image, mask) in enumerate(test):
+        result["test"].append(folder / f"test_{number:03d}.png")
+        result["masks"].append(folder / f"test_{number:03d}_mask.png")
+        image.save(result["test"][-1])
+        mask.save(result["masks"][-1])
+        result["labels"].append(int(number >= good))
+    return result
+
+
+def write_mvtec_zip(path: Path, train: int = 24, good: int = 10, bad: int = 10, size: int = 224,
+                    seed: int = 0) -> Path:
+    """The texture set in MVTec AD's layout: train/good, test/good, test/grass, ground_truth/grass."""
+    test = texture_crops(good, False, size, seed + 1) + texture_crops(bad, True, size, seed + 2)
+    with zipfile.ZipFile(path, "w") as archive:
+        def put(name: str, image: Image.Image) -> None:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            archive.writestr(f"brick/{name}", buffer.getvalue())
+
+        for number, (image, _) in enumerate(texture_crops(train, False, size, seed)):
+            put(f"train/good/{number:03d}.png", image)
+        for number, (image, mask) in enumerate(test):
+            if number < good:
+                put(f"test/good/{number:03d}.png", image)
+            else:
+                put(f"test/grass/{number:03d}.png", image)
+                put(f"ground_truth/grass/{number:03d}_mask.png", mask)
+    return path

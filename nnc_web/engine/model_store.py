@@ -33,7 +33,7 @@ class Backbone:
     std: tuple[float, float, float]
     input_size: int
     feature_dim: int
-    feature_layers: tuple[str, ...]  # mid-level layers for PaDiM / PatchCore
+    feature_layers: tuple[str, str, str]  # strides 4, 8, 16: PaDiM uses all three, PatchCore the last two
     gradcam_layer: str
     build: Callable[[], nn.Module]
     weights_file: str | None = None  # torch hub cache name (hub-backed entries)
@@ -68,7 +68,7 @@ def _torchvision(name: str) -> Callable[[], nn.Module]:
 
 BACKBONES: dict[str, Backbone] = {b.id: b for b in (
     Backbone("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet, offline)", "efficientnet", (0.5,) * 3, (0.5,) * 3,
-             224, 1280, ("blocks.2", "blocks.4"), "conv_head", _efficientnet_lite0),
+             224, 1280, ("blocks.1", "blocks.2", "blocks.4"), "conv_head", _efficientnet_lite0),
     Backbone("resnet18", "ResNet-18 (ImageNet)", "resnet", IMAGENET_MEAN, IMAGENET_STD, 224, 512,
              ("layer1", "layer2", "layer3"), "layer4", _torchvision("resnet18"),
              "resnet18-f37072fd.pth", TORCHVISION + "resnet18-f37072fd.pth"),

@@ -1,0 +1,126 @@
+"""Mid-level feature maps of a pretrained backbone, the input of PaDiM and PatchCore.
+
+Forward hooks collect the model-store layers (strides 4, 8, 16) and stop the forward pass after the
+last one, so the deeper half of the network is never run. The kept channels are a fixed, seeded
+random selection per layer (the PaDiM paper's reduction), saved with the model so that scores are
+reproducible after reloading.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from nnc_web.engine.imaging import open_checked
+from nnc_web.engine.model_store import get_backbone, load_backbone
+from nnc_web.engine.reporting import UserError
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest wanted layer: nothing after it needs to run."""
+
+
+class LayerFeatures(nn.Module):
+    """Runs a backbone up to its deepest wanted layer and returns those layers' outputs."""
+
+    def __init__(self, backbone_id: str, layers: Sequence[str], pretrained: bool = True) -> None:
+        super().__init__()
+        self.backbone_id = backbone_id
+        self.layers = tuple(layers)
+        self.body = load_backbone(backbone_id, pretrained)
+        modules = dict(self.body.named_modules())
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            raise UserError(f"{backbone_id} has no layer {', '.join(missing)}")
+        self._outputs: dict[str, torch.Tensor] = {}
+        for name in self.layers:
+            modules[name].register_forward_hook(self._keeper(name))
+
+    def _keeper(self, name: str):
+        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            self._outputs[name] = output
+            if len(self._outputs) == len(self.layers):
+                raise _StopForward
+
+        return hook
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        self._outputs = {}
+        try:
+            self.body(images)
+        except _StopForward:
+            pass
+        outputs, self._outputs = self._outputs, {}
+        return [outputs[name] for name in self.layers]
+
+
+def layer_channels(backbone_id: str, layers: Sequence[str]) -> list[int]:
+    """Channels of each layer, measured with one small forward pass on random weights."""
+    probe = LayerFeatures(backbone_id, layers, pretrained=False)
+    return [f.shape[1] for f in probe(torch.zeros(1, 3, 64, 64))]
+
+
+def select_channels(channels: Sequence[int], ratio: float, seed: int) -> list[torch.Tensor]:
+    """Per layer, a sorted random subset of max(1, round(C * ratio)) channel indices."""
+    if not 0 < ratio <= 1:
+        raise UserError("feature_ratio must be above 0 and at most 1")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for count in channels:
+        keep = max(1, round(count * ratio))
+        chosen.append(torch.randperm(count, generator=generator)[:keep].sort().values)
+    return chosen
+
+
+def flatten_selection(selection: Sequence[torch.Tensor], channels: Sequence[int]) -> torch.Tensor:
+    """Per-layer indices -> one index into the concatenated channels (what the bundle stores)."""
+    offsets = torch.tensor([0, *channels[:-1]]).cumsum(0)
+    return torch.cat([index + offset for index, offset in zip(selection, offsets, strict=True)])
+
+
+def split_selection(flat: torch.Tensor, channels: Sequence[int]) -> list[torch.Tensor]:
+    bounds = torch.tensor([0, *channels]).cumsum(0)
+    return [flat[(flat >= lo) & (flat < hi)] - lo for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def check_rgb(paths: Sequence[Path], what: str, max_pixels: int) -> None:
+    """Every image must have three channels (NNC's rule for these plugins); names the offenders."""
+    wrong = []
+    for path in paths:
+        try:
+            with open_checked(path, max_pixels) as image:
+                bands = len(image.getbands())
+        except UserError as exc:
+            raise UserError(f"{what} image {path.name}: {exc}") from exc
+        if bands != 3:
+            wrong.append(f"{path.name} ({bands} channel{'s' if bands != 1 else ''})")
+    if wrong:
+        more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+        raise UserError(f"the {what} images must be 3-channel RGB images; not: {', '.join(wrong[:5])}{more}. "
+                        f"Create the dataset with channel = 3.")
+
+
+def image_transform(backbone_id: str, size: int):
+    """Resize the whole image to size x size (no crop: the map must cover every pixel), normalise."""
+    from torchvision.transforms import v2
+
+    spec = get_backbone(backbone_id)
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Resize((size, size), antialias=True), v2.Normalize(spec.mean, spec.std)])
+
+
+def load_rgb(path: Path, max_pixels: int) -> Image.Image:
+    with open_checked(path, max_pixels) as image:
+        return image.convert("RGB")
+
+
+def image_batches(paths: Sequence[Path], transform, batch_size: int,
+                  max_pixels: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(index of the first image, batch tensor) over `paths` in order."""
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        yield start, torch.stack([transform(load_rgb(p, max_pixels)) for p in chunk])

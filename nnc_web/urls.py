@@ -42,6 +42,7 @@ api = [
     path("curves/", projects.CurvesView.as_view()),
     path("runs/<int:run_id>/resume/", projects.RunResumeView.as_view()),
     path("runs/<int:run_id>/evaluate/", projects.RunEvaluateView.as_view()),
+    path("runs/<int:run_id>/threshold/", projects.RunThresholdView.as_view()),
     path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
     path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),
     path("runs/<int:run_id>/export/", projects.RunExportView.as_view()),

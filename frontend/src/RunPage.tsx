@@ -4,12 +4,16 @@ import { JobPanel } from './JobPanel'
 import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
 import type { Job, JobEvent, Run } from './types'
 import { ClassHistogram } from './BoxedImage'
+import { AnomalyEvaluation } from './AnomalyEvaluation'
 
 interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
 
 const fileUrl = (dataset: number, cell: string, thumb = true) =>
   `/api/datasets/${dataset}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}${thumb ? '?thumb=1' : ''}`
+
+// Fitted on normal images in one pass: no epochs, so no learning curves.
+const ANOMALY_PLUGINS = ['padim', 'patchcore']
 
 export function RunPage({ runId }: { runId: number }) {
   const [run, setRun] = useState<Run | null>(null)
@@ -46,23 +50,26 @@ export function RunPage({ runId }: { runId: number }) {
 
   if (error) return <div className="page"><div className="error" role="alert">{error}</div></div>
   if (!run) return <div className="page">Loading…</div>
+  const anomaly = run.metrics.kind === 'anomaly'
   return (
     <div className="page">
       <p><a href={`#/projects/${run.project}`}>← Project</a></p>
       <div className="page-head">
         <h2 data-testid="run-title">Run {run.id}</h2>
-        <span className="muted">{[run.plugin_id, run.params.model, run.params.train_param].filter(Boolean).join(' · ')}</span>
+        <span className="muted">{[run.plugin_id, run.params.model, run.params.train_param, run.params.gaussian].filter(Boolean).join(' · ')}</span>
         <span className="spacer" />
         {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
-        {(run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined) && <>
+        {(run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly) && <>
           <button className="secondary" onClick={evaluate}>Evaluate again</button>
-          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
+          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a></>}
+        {run.metrics.accuracy !== undefined && <>
           <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
       </div>
       {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
       {evaluationJob && <JobPanel key={`e${evaluationJob}`} jobId={evaluationJob} onFinished={load} />}
-      <LearningCurves ref={curves} runIds={[run.id]} />
+      {!ANOMALY_PLUGINS.includes(run.plugin_id) && <LearningCurves ref={curves} runIds={[run.id]} />}
+      {anomaly && <AnomalyEvaluation key={`${run.id}-${run.job}-${run.metrics.score_range}`} run={run} onSaved={setRun} />}
       {run.metrics.accuracy !== undefined && <Evaluation run={run} />}
       {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
     </div>

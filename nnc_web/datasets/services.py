@@ -192,7 +192,8 @@ def _read_boxes(dataset: Dataset, cell: str) -> list[dict]:
 
 
 def class_counts(dataset: Dataset) -> list[int]:
-    """Rows per class (classification) or boxes per class (detection), for the viewer's histogram."""
+    """Rows per class (classification, anomaly), boxes per class (detection) or pixels per class
+    (segmentation), for the viewer's histogram."""
     names = dataset.class_names
     if not names:
         return []
@@ -204,7 +205,7 @@ def class_counts(dataset: Dataset) -> list[int]:
     mask_column = _csv_index(dataset, header, "mask")
     for start in range(0, len(offsets), 10_000):
         for row in read_rows(dataset.csv_path(), offsets, start, 10_000):
-            if mask_column is not None:  # pixels per class
+            if mask_column is not None and label_column is None:  # segmentation: pixels per class
                 with Image.open(dataset_file(dataset, row[mask_column])) as mask:
                     histogram = mask.histogram()
                 counts = [c + histogram[i] for i, c in enumerate(counts)]

@@ -1,5 +1,7 @@
 """Import every plugin module once so the registry is complete."""
 from nnc_web.plugins import (  # noqa: F401
+    anomaly,
+    anomaly_dataset,
     builtin_algorithms,
     easymaker,
     evaluation,

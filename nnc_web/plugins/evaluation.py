@@ -8,6 +8,9 @@ from nnc_web.plugins.transfer_learning import complete
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.anomaly.bundle import is_anomaly_bundle, load_anomaly_bundle
+    from nnc_web.engine.anomaly.data import load_anomaly_csv
+    from nnc_web.engine.anomaly.evaluation import evaluate_anomaly
     from nnc_web.engine.training.bundle import load_bundle
     from nnc_web.engine.training.data import load_classification_csv
     from nnc_web.engine.training.tabular_mlp import (
@@ -24,7 +27,19 @@ def run(ctx, params: dict) -> dict:
     run_row = Run.objects.select_related("valid_dataset").get(pk=ctx.context["run"])
     folder = ctx.workdir / "model"
     manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest["architecture"] == "tabular_mlp":
+    if is_anomaly_bundle(manifest):
+        from django.conf import settings
+
+        model, manifest = load_anomaly_bundle(folder, str(resolve_device("auto")))
+        model.max_pixels = settings.NNC_MAX_IMAGE_PIXELS
+        data = load_anomaly_csv(run_row.valid_dataset.csv_path())
+        previous = run_row.metrics or {}
+        metrics = evaluate_anomaly(model, data, ctx.workdir, ctx, batch_size=run_row.config.get("batch_size", 16))
+        metrics["warnings"], metrics["settings"] = previous.get("warnings", []), model.settings()
+        if "chosen_threshold" in previous:
+            metrics["chosen_threshold"] = previous["chosen_threshold"]
+        (ctx.workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    elif manifest["architecture"] == "tabular_mlp":
         model, _ = load_tabular_bundle(folder)
         data = load_tabular_csv(run_row.valid_dataset.csv_path())
         write_tabular_output(ctx.workdir / "output_result.csv", data, predict_tabular(model, data))

@@ -219,6 +219,7 @@ PLUGINS: dict[str, Plugin] = {}
 # The order of DESIGN.md section 3: menus and listings show plugins in this order.
 ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_centernet",
          "easymaker_classification", "coco_detection", "easymaker_segmentation", "tabular_csv",
+         "anomaly_detection_dataset",
          "transfer_learning", "padim", "patchcore", "clip_zero_shot", "resnet50_classification", "tabular_mlp",
          "cross_tabulation", "parameter_stats", "tsne", "scatter_plot", "tile_images", "face_evaluation",
          "grad_cam", "grad_cam_batch", "lime_image", "lime_tabular", "shap_image", "max_min_activation")

@@ -2,19 +2,51 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from django.http import Http404
 
+from nnc_web.engine.anomaly.data import load_anomaly_csv
 from nnc_web.engine.imaging import IMAGE_SUFFIXES
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.projects.models import Run
 
 
+def _read(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        return next(reader), list(reader)
+
+
+def anomaly_rows(run: Run, start: int, limit: int, threshold: float | None, flagged: bool | None) -> dict:
+    """Rows by descending anomaly score, with their heat map; with `threshold` and `flagged`, only the
+    rows at/above (flagged) or below it. The first page also carries every score and label, so the
+    UI can re-label rows live as the threshold moves."""
+    header, rows = _read(run.folder() / "output_result.csv")
+    names = [parse_header_cell(c).name for c in header]
+    x, score, heatmap = names.index("x"), header.index("y'"), header.index("heatmap")
+    y = names.index("y") if "y" in names else None
+    labels = load_anomaly_csv(run.valid_dataset.csv_path()).labels if y is not None else None
+    scores = [float(row[score]) for row in rows]
+    order = sorted(range(len(rows)), key=lambda i: -scores[i])
+    if threshold is not None and flagged is not None:
+        order = [i for i in order if (scores[i] >= threshold) == flagged]
+    page = [{"index": i, "image": rows[i][x], "heatmap": rows[i][heatmap].removeprefix("./"), "score": scores[i],
+             "label": labels[i] if labels is not None else None} for i in order[start:start + limit]]
+    result = {"total": len(order), "start": start, "rows": page, "dataset": run.valid_dataset_id,
+              "next": start + limit if start + limit < len(order) else None, "anomaly": True}
+    if start == 0:
+        result["all_scores"], result["all_labels"] = scores, labels
+    return result
+
+
 def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted: int | None,
-                misclassified: bool) -> dict:
+                misclassified: bool, threshold: float | None = None, flagged: bool | None = None) -> dict:
     path = run.folder() / "output_result.csv"
     if not path.exists() or run.valid_dataset is None:
         raise Http404
+    if run.metrics.get("kind") == "anomaly":
+        return anomaly_rows(run, start, limit, threshold, flagged)
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)

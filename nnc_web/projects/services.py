@@ -1,6 +1,7 @@
 """Project rules: NNC-style alphanumeric names, datasets of the same owner."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def export_run(run: Run, export_format: str) -> Path:
         raise UserError("this run has no trained model yet")
     target = folder / ("model.torchscript.pt" if export_format == "torchscript" else "model.onnx")
     if not target.exists():
+        if json.loads((folder / "manifest.json").read_text()).get("architecture") != "transfer_classifier":
+            raise UserError("TorchScript and ONNX export are for image classifiers; download the model bundle")
         model, manifest = load_bundle(folder)
         exporter = export_torchscript if export_format == "torchscript" else export_onnx
         exporter(model, manifest["input_size"], target)
@@ -137,3 +140,28 @@ def evaluate_run(run: Run, send: bool = True):
         raise UserError("the run's validation dataset was deleted")
     return create_job(run.project.owner, PLUGINS["evaluation"], {}, title=f"Evaluation of run {run.pk}", send=send,
                       context={"run": run.pk}, result_dir=str(run.folder()))
+
+
+def set_threshold(run: Run, value) -> Run:
+    """Keep the user's anomaly threshold on the run and in its bundle (what inference will use)."""
+    import math
+
+    from nnc_web.engine.reporting import UserError
+
+    if run.metrics.get("kind") != "anomaly":
+        raise UserError("only anomaly-detection runs have a threshold")
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise UserError("threshold must be a number") from None
+    if not math.isfinite(threshold):
+        raise UserError("threshold must be a finite number")
+    manifest_path = run.folder() / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["threshold"] = threshold
+    partial = manifest_path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(manifest, indent=1))
+    partial.replace(manifest_path)
+    run.metrics = {**run.metrics, "chosen_threshold": threshold}
+    run.save(update_fields=["metrics"])
+    return run

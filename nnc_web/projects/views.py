@@ -125,6 +125,15 @@ class RunEvaluateView(APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
+@documented("run_threshold")
+class RunThresholdView(APIView):
+    """`{"threshold": t}`: the anomaly threshold chosen in the evaluation, kept in the model bundle."""
+
+    def post(self, request: Request, run_id: int) -> Response:
+        run = services.set_threshold(_run_of(request.user, run_id), request.data.get("threshold"))
+        return Response(RunSerializer(run).data)
+
+
 @documented("run_file")
 class RunFileView(APIView):
     """A file of the run folder: output_result.csv, metrics.json, model/manifest.json, ..."""
@@ -187,7 +196,9 @@ class CurvesView(APIView):
 @documented("run_results")
 class RunResultsView(APIView):
     """Rows of the run's output_result.csv with the validation image, filtered by `actual`,
-    `predicted` (a confusion-matrix cell) or `misclassified=1`; paginated with start/limit."""
+    `predicted` (a confusion-matrix cell) or `misclassified=1`; paginated with start/limit.
+    Anomaly runs: rows by descending score with heat maps; `threshold` + `flagged=1|0` keep the rows
+    at/above or below the threshold."""
 
     def get(self, request: Request, run_id: int) -> Response:
         run = _run_of(request.user, run_id)
@@ -200,8 +211,14 @@ class RunResultsView(APIView):
             predicted = int(predicted) if predicted not in (None, "") else None
         except ValueError:
             return field_errors({"start": "start, limit, actual and predicted must be integers"})
+        threshold, flagged = request.query_params.get("threshold"), request.query_params.get("flagged")
+        try:
+            threshold = float(threshold) if threshold not in (None, "") else None
+        except ValueError:
+            return field_errors({"threshold": "must be a number"})
         return Response(result_rows(run, start, limit, actual, predicted,
-                                    request.query_params.get("misclassified") == "1"))
+                                    request.query_params.get("misclassified") == "1", threshold,
+                                    {"1": True, "0": False}.get(flagged or "")))
 
 
 @documented("run_export")

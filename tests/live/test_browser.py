@@ -256,3 +256,66 @@ def test_train_watch_curves_and_explore_the_confusion_matrix(page, tmp_path, art
     expect(page.get_by_test_id("extremes")).to_contain_text("most")
     page.screenshot(path=str(artifacts / "browser_training_evaluation.png"), full_page=True)
     assert page.errors == []
+
+
+def test_anomaly_detection_padim_heat_maps_and_threshold(page, tmp_path, artifacts):
+    from tests.sample_data import write_mvtec_zip
+
+    sign_up(page, "anomalyuser")
+    archive = write_mvtec_zip(tmp_path / "brick.zip", train=16, good=8, bad=8)
+    page.get_by_test_id("create-dataset").click()
+    dialog = page.get_by_role("dialog", name="Create dataset")
+    dialog.locator("select[name=plugin]").select_option("anomaly_detection_dataset")
+    dialog.locator("input[name=source]").set_input_files(str(archive))
+    expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded brick.zip", timeout=30_000)
+    dialog.locator("input[name=prefix]").fill("brick_")
+    dialog.get_by_role("button", name="Run").click()
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=60_000)
+    expect(panel.get_by_test_id("job-log")).to_contain_text("8 normal, 8 anomalous images")
+    expect(page.get_by_test_id("dataset-list")).to_contain_text("brick_test")
+    datasets = {d["name"]: d["id"] for d in api_call(page, "GET", "/api/datasets/")["results"]}
+
+    page.goto("/#/projects")
+    page.fill("input[name=project-name]", "brick")
+    page.get_by_label("Training dataset").select_option(str(datasets["brick_train"]))
+    page.get_by_label("Validation dataset").select_option(str(datasets["brick_test"]))
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_role("link", name="brick").click()
+    page.locator("select[name=training-plugin]").select_option("padim")
+    expect(page.locator("select[name=gaussian]")).to_have_value("dense")
+    page.get_by_role("button", name="Run", exact=True).click()
+
+    panel = page.get_by_test_id("job-panel")
+    expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=120_000)
+    expect(panel.get_by_test_id("job-log")).to_contain_text("MB (float64)")
+    evaluation = page.get_by_test_id("anomaly-evaluation")
+    expect(evaluation).to_be_visible(timeout=30_000)
+    assert float(page.get_by_test_id("image-auroc").inner_text().rstrip("%")) >= 95
+    assert float(page.get_by_test_id("pixel-auroc").inner_text().rstrip("%")) >= 95
+    expect(page.get_by_test_id("score-histogram").locator("rect").first).to_be_visible()
+    heat_maps = page.get_by_test_id("result-rows").locator("figure img")
+    expect(heat_maps).to_have_count(16)
+    page.wait_for_function("Array.from(document.querySelectorAll('.anomaly-grid img, img.tile'))"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    counts = page.get_by_test_id("threshold-counts")
+    expect(counts).to_contain_text("8 of 16 images flagged anomalous")  # the suggested (best F1) threshold
+    expect(page.locator(".anomaly-grid figure.flagged")).to_have_count(8)
+    page.screenshot(path=str(artifacts / "browser_anomaly_evaluation.png"), full_page=True)
+
+    slider = page.get_by_test_id("threshold-slider")
+    slider.focus()
+    page.keyboard.press("Home")  # the lowest score: every image is flagged, live
+    expect(counts).to_contain_text("16 of 16 images flagged anomalous")
+    expect(page.locator(".anomaly-grid figure.flagged")).to_have_count(16)
+    expect(counts).to_contain_text("FP 8")
+    page.keyboard.press("End")
+    expect(counts).to_contain_text("1 of 16 images flagged anomalous")
+    page.get_by_test_id("show-flagged").click()
+    expect(page.get_by_test_id("result-count")).to_have_text("1 rows")
+    page.get_by_test_id("save-threshold").click()
+    expect(evaluation).to_contain_text("Threshold saved")
+    run_id = page.evaluate("location.hash.split('/')[2]")
+    saved = api_call(page, "GET", f"/api/runs/{run_id}/")["metrics"]["chosen_threshold"]
+    assert saved == pytest.approx(float(page.get_by_test_id("threshold-value").inner_text()), abs=1e-4)
+    assert page.errors == []

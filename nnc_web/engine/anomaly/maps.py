@@ -29,7 +29,7 @@ def _palette() -> np.ndarray:
 
 
 def heatmap_overlay(image: Image.Image, anomaly_map: np.ndarray, low: float, high: float) -> Image.Image:
-    """The image (at the map's size) under a Turbo-coloured map; weak scores stay transparent."""
+    """The image (at the map's size) under a Turbo-coloured map; weak scores stay faint."""
     size = anomaly_map.shape[::-1]
     base = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
     scaled = np.clip((anomaly_map.astype(np.float32) - low) / max(high - low, 1e-12), 0.0, 1.0)

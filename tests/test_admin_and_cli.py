@@ -107,3 +107,25 @@ def test_headless_training_loop(alice, tmp_path, capsys):
     with pytest.raises(CommandError, match="max_epoch: must be at least 1"):
         call_command("project", "create", "bad", "--user", "alice", "--train-dataset", train_id,
                      "--valid-dataset", valid_id, "--config", "max_epoch=0")
+
+
+def test_headless_anomaly_detection(alice, tmp_path, capsys):
+    """MVTec-layout datasets -> project -> run_plugin patchcore --project: metrics.json has AUROCs and the threshold."""
+    import json
+
+    from nnc_web.projects.models import Run
+    from tests.sample_data import write_mvtec_zip
+
+    archive = write_mvtec_zip(tmp_path / "brick.zip", train=8, good=4, bad=4)
+    call_command("run_plugin", "anomaly_detection_dataset", "--user", "alice", "--inline", "--param", f"source={archive}")
+    train_id, valid_id = capsys.readouterr().out.strip().splitlines()[-1].split()
+    call_command("project", "create", "brick", "--user", "alice", "--train-dataset", train_id,
+                 "--valid-dataset", valid_id, "--config", "batch_size=4")
+    call_command("run_plugin", "patchcore", "--user", "alice", "--project", "brick", "--inline",
+                 "--param", "sample_ratio=0.05")
+    out = capsys.readouterr().out.strip().splitlines()
+    run = Run.objects.get()
+    assert out[-1] == str(run.folder())
+    metrics = json.loads((run.folder() / "metrics.json").read_text())
+    assert metrics["image_auroc"] >= 0.9 and metrics["pixel_auroc"] >= 0.9 and metrics["threshold"] > 0
+    assert json.loads((run.folder() / "model" / "manifest.json").read_text())["architecture"] == "patchcore"

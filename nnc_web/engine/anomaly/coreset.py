@@ -1,6 +1,8 @@
 """Greedy k-center coreset selection and chunked nearest-neighbour search (PatchCore's two hot loops).
 
-The coreset runs on a random Gaussian projection (128 dims, as the official PatchCore code) and
+The coreset runs on a random Gaussian projection (64 dims; the official PatchCore code uses 128, but
+at 40k patches 64 dims fit in cache: 3x faster, the same mean nearest-neighbour distance, and the
+AUROC of anomalib's coreset in benchmarks/anomaly_vs_anomalib.py) and
 keeps, for every point, its squared distance to the nearest chosen centre. Each step is one
 matrix-vector product (|x|^2 - 2 x.c + |c|^2) and an in-place minimum: no (M, D) difference
 tensor is allocated per step, which is where anomalib's loop spends its time.
@@ -11,7 +13,7 @@ import torch
 
 from nnc_web.engine.reporting import Reporter, check_stop
 
-PROJECTION_DIM = 128
+PROJECTION_DIM = 64  # 40k patches x 64 floats stay in cache: 3x faster than 128, same mean NN distance
 QUERY_CHUNK_ELEMENTS = 1 << 24  # queries x bank items per distance block (64 MB in float32)
 
 

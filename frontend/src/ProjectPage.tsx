@@ -93,14 +93,18 @@ export function ProjectPage({ projectId }: { projectId: number }) {
         <h3>Runs</h3>
         {runs.length === 0 ? <p className="empty">No runs yet.</p> : (
           <table className="grid" data-testid="runs">
-            <thead><tr><th></th><th>Run</th><th>State</th><th>Model</th><th>Epochs</th><th>Accuracy</th><th>F1 (macro)</th><th>Created</th></tr></thead>
+            <thead><tr><th></th><th>Run</th><th>State</th><th>Model</th><th>Epochs</th><th>Accuracy · image AUROC</th><th>F1 (macro) · pixel AUROC</th><th>Created</th></tr></thead>
             <tbody>{runs.map((r) => (
               <tr key={r.id}>
                 <td><input type="checkbox" checked={compare.includes(r.id)} aria-label={`compare run ${r.id}`}
                   onChange={(e) => setCompare((c) => e.target.checked ? [...c, r.id] : c.filter((x) => x !== r.id))} /></td>
                 <td><a href={`#/runs/${r.id}`}>run {r.id}</a></td><td>{r.state}</td>
-                <td>{String(r.params.model)} · {String(r.params.train_param)}</td><td>{String(r.config.max_epoch)}</td>
-                <td>{pct(r.metrics.accuracy)}</td><td>{pct(r.metrics.f1_macro)}</td><td>{formatDate(r.created_at)}</td>
+                <td>{[r.params.model, r.params.train_param ?? r.params.gaussian ?? r.params.sample_ratio]
+                  .filter((v) => v !== undefined).map(String).join(' · ')}</td>
+                <td>{r.metrics.kind === 'anomaly' ? '—' : String(r.config.max_epoch)}</td>
+                {r.metrics.kind === 'anomaly'
+                  ? <><td>{pct(r.metrics.image_auroc ?? undefined)}</td><td>{pct(r.metrics.pixel_auroc ?? undefined)}</td></>
+                  : <><td>{pct(r.metrics.accuracy)}</td><td>{pct(r.metrics.f1_macro)}</td></>}<td>{formatDate(r.created_at)}</td>
               </tr>))}</tbody>
           </table>
         )}

@@ -3,6 +3,7 @@ the threshold and re-evaluation (jobs run in-process)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_mvtec_layout_makes_a_normal_training_set_and_a_labelled_test_set_with_m
     rows = client.get(f"/api/datasets/{test['id']}/rows/?limit=20").json()["rows"]
     mask_cell = next(r for r in rows if r["cells"][1] == "1")["cells"][2]
     response = client.get(f"/api/datasets/{test['id']}/files/{mask_cell.removeprefix('./')}")
-    mask = np.asarray(Image.open(__import__("io").BytesIO(b"".join(response.streaming_content))))
+    mask = np.asarray(Image.open(io.BytesIO(b"".join(response.streaming_content))))
     assert set(np.unique(mask)) == {0, 1} and 24 * 24 <= mask.sum() <= 56 * 56
 
 

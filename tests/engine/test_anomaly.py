@@ -175,8 +175,11 @@ def test_evaluation_writes_maps_heatmaps_csv_and_metrics(textures, reporter, tmp
     assert metrics["histogram"]["counts"]["0"] and sum(metrics["histogram"]["counts"]["1"]) == 10
     assert metrics["at_threshold"]["tp"] + metrics["at_threshold"]["fn"] == 10
     assert len(metrics["most_anomalous"]) == 16 and set(metrics["most_anomalous"][:5]) <= set(range(10, 20))
-    header = (out / "output_result.csv").read_text().splitlines()[0]
-    assert header == "x:image,y:label,mask:mask,y',x',heatmap"
+    lines = (out / "output_result.csv").read_text().splitlines()
+    assert lines[0] == "x:image,y:label,mask:mask,y',x',heatmap"
+    written = [float(line.split(",")[3]) for line in lines[1:]]  # exact: the threshold is one of them
+    counts = metrics["at_threshold"]
+    assert sum(score >= metrics["threshold"] for score in written) == counts["tp"] + counts["fp"]
     assert np.load(out / "maps" / "000003.npy").shape == (224, 224)
     assert Image.open(out / "heatmaps" / "000003.png").size == (224, 224)
     assert Image.open(out / "most_anomalous.png").size == (640, 640)

@@ -137,4 +137,5 @@ def write_anomaly_output(path: Path, data: AnomalyData, scores: np.ndarray) -> N
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([*data.header, "y'", "x'", "heatmap"])
         for index, (row, score) in enumerate(zip(data.rows, scores, strict=True)):
-            writer.writerow([*row, f"{score:.6g}", f"./maps/{index:06d}.npy", f"./heatmaps/{index:06d}.png"])
+            # Full precision: the threshold is one of these scores, and a rounded score could fall below it.
+            writer.writerow([*row, repr(float(score)), f"./maps/{index:06d}.npy", f"./heatmaps/{index:06d}.png"])

@@ -80,6 +80,19 @@ def build_row_index(csv_path: Path) -> np.ndarray:
     return np.asarray(offsets, dtype=np.int64)
 
 
+def read_table(csv_path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header and every non-empty row of a whole CSV; a file without a header is a user error."""
+    from nnc_web.engine.reporting import UserError
+
+    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        rows = [row for row in reader if row]
+    if not header:
+        raise UserError(f"{csv_path.name} is empty")
+    return header, rows
+
+
 def read_header(csv_path: Path) -> list[str]:
     with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         return next(csv.reader(handle))

@@ -66,11 +66,12 @@ def read_pairs(listing: Path, folder: Path, label: str) -> tuple[list[tuple[Path
     return pairs, problems
 
 
-def shape_mask(mask: Image.Image, width: int, height: int, mode: str) -> Image.Image:
+def shape_mask(mask: Image.Image, width: int, height: int, mode: str, fill: int = IGNORE) -> Image.Image:
+    """A mask shaped like its image (nearest neighbour); padding gets `fill`."""
     if mask.size == (width, height):
         return mask
     box = shape_box(mask.width, mask.height, width, height, mode)
-    canvas = Image.new("L", (box.right - box.left, box.bottom - box.top), IGNORE)
+    canvas = Image.new("L", (box.right - box.left, box.bottom - box.top), fill)
     canvas.paste(mask, (-box.left, -box.top))
     return canvas.resize((width, height), Image.Resampling.NEAREST)
 

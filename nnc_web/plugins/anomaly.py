@@ -1,8 +1,6 @@
 """Training: PaDiM and PatchCore anomaly detection (NNC's plugins), fitted on normal images only."""
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 
 from nnc_web.engine.anomaly.bundle import save_anomaly_bundle
@@ -42,10 +40,8 @@ def fit_and_evaluate(ctx, build) -> dict:
     ctx.log(f"device: {device}")
     model = build(device, run.config["seed"])
     model.fit(normal, ctx, batch_size=run.config["batch_size"])
-    metrics = evaluate_anomaly(model, valid, ctx.workdir, ctx, batch_size=run.config["batch_size"])
-    metrics["warnings"] = warnings
-    metrics["settings"] = model.settings()
-    (ctx.workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    metrics = evaluate_anomaly(model, valid, ctx.workdir, ctx, batch_size=run.config["batch_size"],
+                               extra={"warnings": warnings})
     save_anomaly_bundle(ctx.workdir / "model", model, {
         "threshold": metrics["threshold"], "map_range": metrics["map_range"],
         "training": {**run.config, **run.params}, "datasets": {"train": run.train_dataset_id,

@@ -33,12 +33,9 @@ def run(ctx, params: dict) -> dict:
         model, manifest = load_anomaly_bundle(folder, str(resolve_device("auto")))
         model.max_pixels = settings.NNC_MAX_IMAGE_PIXELS
         data = load_anomaly_csv(run_row.valid_dataset.csv_path())
-        previous = run_row.metrics or {}
-        metrics = evaluate_anomaly(model, data, ctx.workdir, ctx, batch_size=run_row.config.get("batch_size", 16))
-        metrics["warnings"], metrics["settings"] = previous.get("warnings", []), model.settings()
-        if "chosen_threshold" in previous:
-            metrics["chosen_threshold"] = previous["chosen_threshold"]
-        (ctx.workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        kept = {k: v for k, v in (run_row.metrics or {}).items() if k in ("warnings", "chosen_threshold")}
+        metrics = evaluate_anomaly(model, data, ctx.workdir, ctx, batch_size=run_row.config.get("batch_size", 16),
+                                   extra=kept)
     elif manifest["architecture"] == "tabular_mlp":
         model, _ = load_tabular_bundle(folder)
         data = load_tabular_csv(run_row.valid_dataset.csv_path())

@@ -2,31 +2,28 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 from django.http import Http404
 
-from nnc_web.engine.anomaly.data import load_anomaly_csv
+from nnc_web.engine.anomaly.data import anomaly_label, normal_label
 from nnc_web.engine.imaging import IMAGE_SUFFIXES
-from nnc_web.engine.nnc_csv import parse_header_cell
+from nnc_web.engine.nnc_csv import parse_header_cell, read_table
 from nnc_web.projects.models import Run
-
-
-def _read(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        return next(reader), list(reader)
 
 
 def anomaly_rows(run: Run, start: int, limit: int, threshold: float | None, flagged: bool | None) -> dict:
     """Rows by descending anomaly score, with their heat map; with `threshold` and `flagged`, only the
     rows at/above (flagged) or below it. The first page also carries every score and label, so the
     UI can re-label rows live as the threshold moves."""
-    header, rows = _read(run.folder() / "output_result.csv")
-    names = [parse_header_cell(c).name for c in header]
+    header, rows = read_table(run.folder() / "output_result.csv")
+    cells = [parse_header_cell(c) for c in header]
+    names = [c.name for c in cells]
     x, score, heatmap = names.index("x"), header.index("y'"), header.index("heatmap")
-    y = names.index("y") if "y" in names else None
-    labels = load_anomaly_csv(run.valid_dataset.csv_path()).labels if y is not None else None
+    labels = None
+    if "y" in names:  # output_result.csv keeps the y column and its class names
+        y = names.index("y")
+        normal = normal_label(cells[y].classes)
+        labels = [anomaly_label(row[y], normal) for row in rows]
     scores = [float(row[score]) for row in rows]
     order = sorted(range(len(rows)), key=lambda i: -scores[i])
     if threshold is not None and flagged is not None:

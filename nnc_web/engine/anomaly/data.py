@@ -2,11 +2,10 @@
 anomalous, see `normal_label`) and an optional `mask` image column (white = anomalous pixels)."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnc_web.engine.nnc_csv import parse_header_cell
+from nnc_web.engine.nnc_csv import parse_header_cell, read_table
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
 
@@ -18,6 +17,11 @@ def normal_label(class_names: tuple[str, ...]) -> int:
     class folders `bad`, `good` would otherwise make `bad` the normal class)."""
     lowered = [name.strip().lower() for name in class_names]
     return next((lowered.index(n) for n in NORMAL_NAMES if n in lowered), 0)
+
+
+def anomaly_label(cell: str, normal: int) -> int:
+    """A y cell as 0 (the normal class) or 1 (anything else)."""
+    return 0 if int(float(cell)) == normal else 1
 
 
 @dataclass
@@ -39,12 +43,7 @@ class AnomalyData:
 
 
 def load_anomaly_csv(csv_path: Path) -> AnomalyData:
-    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        rows = [row for row in reader if row]
-    if not header:
-        raise UserError(f"{csv_path.name} is empty")
+    header, rows = read_table(csv_path)
     cells = [parse_header_cell(c) for c in header]
     names = [c.name for c in cells]
     if "x" not in names:
@@ -58,7 +57,7 @@ def load_anomaly_csv(csv_path: Path) -> AnomalyData:
         try:
             images.append(safe_join(csv_path.parent, row[x]))
             if y is not None:
-                labels.append(0 if int(float(row[y])) == normal else 1)
+                labels.append(anomaly_label(row[y], normal))
             if mask is not None:
                 masks.append(safe_join(csv_path.parent, row[mask]) if row[mask].strip() else None)
         except (ValueError, IndexError, UserError) as exc:

@@ -20,10 +20,11 @@ from PIL import Image
 
 from nnc_web.engine.classification_dataset import ShapingParams, is_visible
 from nnc_web.engine.dataset_outputs import BuiltDataset, OutputSpec, Row, write_outputs
-from nnc_web.engine.imaging import IMAGE_SUFFIXES, ImageRejected, convert_image, open_checked, shape_box
+from nnc_web.engine.imaging import IMAGE_SUFFIXES, ImageRejected, convert_image, open_checked
 from nnc_web.engine.nnc_csv import Column
 from nnc_web.engine.parallel import parallel_map
 from nnc_web.engine.reporting import Reporter, UserError, check_stop, log_list
+from nnc_web.engine.segmentation import shape_mask
 
 CLASS_NAMES = ["normal", "anomalous"]
 
@@ -57,12 +58,7 @@ class _Task:
 def _shape_mask(path: Path, shaping: ShapingParams) -> Image.Image:
     with open_checked(path, shaping.max_pixels) as image:
         mask = Image.fromarray((np.asarray(image.convert("L")) > 127).astype(np.uint8), "L")
-    if mask.size == (shaping.width, shaping.height):
-        return mask
-    box = shape_box(mask.width, mask.height, shaping.width, shaping.height, shaping.mode)
-    canvas = Image.new("L", (box.right - box.left, box.bottom - box.top), 0)
-    canvas.paste(mask, (-box.left, -box.top))
-    return canvas.resize((shaping.width, shaping.height), Image.Resampling.NEAREST)
+    return shape_mask(mask, shaping.width, shaping.height, shaping.mode, fill=0)  # padding is normal
 
 
 def _convert(task: _Task, shaping: ShapingParams, staging: str, with_masks: bool) -> tuple[int, str | None, bool]:

@@ -57,20 +57,18 @@ def read_mask(path: Path | None, size: int) -> np.ndarray | None:
         return np.asarray(mask.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 0
 
 
-def pixel_auroc(maps_dir: Path, data: AnomalyData, size: int) -> float | None:
-    """AUROC over every pixel of the images with a known mask (normal images without one count as
-    all-normal; anomalous ones without one are left out)."""
+def pixel_rows(data: AnomalyData) -> list[int]:
+    """The rows whose pixels count for pixel AUROC: those with a mask, and normal ones without (all
+    normal pixels); anomalous rows without a mask are left out."""
+    if data.masks is None:
+        return []
+    return [i for i, m in enumerate(data.masks) if m is not None or (data.labels and data.labels[i] == 0)]
+
+
+def pixel_auroc(truth: list[np.ndarray], values: list[np.ndarray]) -> float | None:
+    """AUROC over the collected pixels; None when they are all of one kind."""
     from sklearn.metrics import roc_auc_score
 
-    if data.masks is None:
-        return None
-    usable = [i for i, m in enumerate(data.masks) if m is not None or (data.labels and data.labels[i] == 0)]
-    step = max(1, int(np.ceil(np.sqrt(len(usable) * size * size / PIXEL_AUROC_MAX_PIXELS))))
-    truth, values = [], []
-    for i in usable:
-        mask = read_mask(data.masks[i], size)
-        truth.append((mask if mask is not None else np.zeros((size, size), bool))[::step, ::step].ravel())
-        values.append(np.load(maps_dir / f"{i:06d}.npy")[::step, ::step].ravel())
     if not truth:
         return None
     truth_all = np.concatenate(truth)
@@ -80,8 +78,9 @@ def pixel_auroc(maps_dir: Path, data: AnomalyData, size: int) -> float | None:
 
 
 def evaluate_anomaly(model: AnomalyModel, data: AnomalyData, folder: Path, reporter: Reporter,
-                     batch_size: int = 16) -> dict:
-    """Score every row of `data` into `folder`; returns (and writes) metrics.json's content."""
+                     batch_size: int = 16, extra: dict | None = None) -> dict:
+    """Score every row of `data` into `folder`; returns (and writes) metrics.json's content, with the
+    model's settings and `extra` (warnings, a chosen threshold) added."""
     from sklearn.metrics import roc_auc_score
 
     maps_dir, heat_dir = folder / "maps", folder / "heatmaps"
@@ -110,7 +109,6 @@ def evaluate_anomaly(model: AnomalyModel, data: AnomalyData, folder: Path, repor
     else:
         metrics["threshold"] = float(np.percentile(scores, 95))
         metrics["threshold_method"] = "95th percentile of the scores (the validation set lacks normal/anomalous labels)"
-    metrics["pixel_auroc"] = pixel_auroc(maps_dir, data, model.input_size)
     low = float(np.median([e[0] for e in extremes]))
     high = float(max(e[1] for e in extremes))
     metrics["map_range"] = [low, high]
@@ -119,13 +117,25 @@ def evaluate_anomaly(model: AnomalyModel, data: AnomalyData, folder: Path, repor
     order = np.argsort(-scores, kind="stable")
     metrics["most_anomalous"] = [int(i) for i in order[:MOST_ANOMALOUS]]
     reporter.log("drawing heat maps")
-    for index, path in enumerate(data.images):
+    size, usable = model.input_size, set(pixel_rows(data))
+    step = max(1, int(np.ceil(np.sqrt(len(usable) * size * size / PIXEL_AUROC_MAX_PIXELS))))
+    truth: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for index, path in enumerate(data.images):  # each saved map is read once: heat map + pixel AUROC
         if index % 50 == 0:
             check_stop(reporter)
-        overlay = heatmap_overlay(load_rgb(path, model.max_pixels), np.load(maps_dir / f"{index:06d}.npy"), low, high)
-        overlay.save(heat_dir / f"{index:06d}.png", compress_level=1)
+        anomaly_map = np.load(maps_dir / f"{index:06d}.npy")
+        heatmap_overlay(load_rgb(path, model.max_pixels), anomaly_map, low, high).save(
+            heat_dir / f"{index:06d}.png", compress_level=1)
+        if index in usable:
+            assert data.masks is not None
+            mask = read_mask(data.masks[index], size)
+            truth.append((mask if mask is not None else np.zeros((size, size), bool))[::step, ::step].ravel())
+            values.append(anomaly_map[::step, ::step].ravel())
+    metrics["pixel_auroc"] = pixel_auroc(truth, values)
     tile([heat_dir / f"{i:06d}.png" for i in metrics["most_anomalous"]]).save(folder / "most_anomalous.png")
     write_anomaly_output(folder / "output_result.csv", data, scores)
+    metrics.update({"settings": model.settings(), **(extra or {})})
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     summary = [f"{k.replace('_', ' ')} {metrics[k]:.4f}" for k in ("image_auroc", "pixel_auroc") if metrics[k] is not None]
     reporter.log(", ".join(summary + [f"threshold {metrics['threshold']:.4f}"]))

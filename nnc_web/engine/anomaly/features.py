@@ -58,12 +58,6 @@ class LayerFeatures(nn.Module):
         return [outputs[name] for name in self.layers]
 
 
-def layer_channels(backbone_id: str, layers: Sequence[str]) -> list[int]:
-    """Channels of each layer, measured with one small forward pass on random weights."""
-    probe = LayerFeatures(backbone_id, layers, pretrained=False)
-    return [f.shape[1] for f in probe(torch.zeros(1, 3, 64, 64))]
-
-
 def select_channels(channels: Sequence[int], ratio: float, seed: int) -> list[torch.Tensor]:
     """Per layer, a sorted random subset of max(1, round(C * ratio)) channel indices."""
     if not 0 < ratio <= 1:

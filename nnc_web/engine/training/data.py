@@ -1,7 +1,6 @@
 """NNC image-classification datasets (x:image, y:label) as tensors for training."""
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nnc_web.engine.nnc_csv import parse_header_cell
+from nnc_web.engine.nnc_csv import parse_header_cell, read_table
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
 
@@ -30,12 +29,7 @@ class ClassificationData:
 
 
 def load_classification_csv(csv_path: Path) -> ClassificationData:
-    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        rows = [row for row in reader if row]
-    if not header:
-        raise UserError(f"{csv_path.name} is empty")
+    header, rows = read_table(csv_path)
     cells = [parse_header_cell(c) for c in header]
     names = [c.name for c in cells]
     if "x" not in names or "y" not in names:

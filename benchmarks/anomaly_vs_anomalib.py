@@ -77,11 +77,10 @@ def anomalib_model(kind: str, **kwargs):
     return model
 
 
-def part_ours_padim(data: dict) -> dict:
-    from nnc_web.engine.anomaly.padim import Padim
+def measure_ours(model, data: dict) -> dict:
+    """Fit on the training images and score the test images, timed; AUROCs and memory."""
     from nnc_web.engine.reporting import ConsoleReporter
 
-    model = Padim("efficientnet_lite0", "dense", feature_ratio=PADIM_RATIO)
     base = peak_mb()
     start = time.perf_counter()
     model.fit(data["train"], ConsoleReporter(Path(tempfile.mkdtemp()), quiet=True), batch_size=16)
@@ -93,17 +92,18 @@ def part_ours_padim(data: dict) -> dict:
             "peak_mb": peak_mb(), "growth_mb": peak_mb() - base}
 
 
-def part_anomalib_padim(data: dict) -> dict:
+def measure_anomalib(model, data: dict, finish_fit, dim: int) -> dict:
+    """anomalib's recipe: train-mode forwards collect embeddings, `finish_fit(model)` fits, eval-mode
+    forwards score; image loading inside the timings, as in ours."""
     import torch
 
-    model = anomalib_model("padim", n_features=PADIM_FEATURES)
     base = peak_mb()
     start = time.perf_counter()
     model.train()
     with torch.no_grad():
-        for i in range(0, len(data["train"]), 16):  # image loading is inside the timing, as in ours
+        for i in range(0, len(data["train"]), 16):
             model(tensors(data["train"][i:i + 16]))
-        model.fit()
+        finish_fit(model)
     fit = time.perf_counter() - start
     model.eval()
     start = time.perf_counter()
@@ -114,8 +114,19 @@ def part_anomalib_padim(data: dict) -> dict:
             scores += out.pred_score.flatten().tolist()
             maps += list(out.anomaly_map[:, 0].numpy())
     infer = (time.perf_counter() - start) / len(data["test"])
-    return {"fit_s": fit, "infer_ms": infer * 1000, "dim": PADIM_FEATURES, **aurocs(data, scores, maps),
+    return {"fit_s": fit, "infer_ms": infer * 1000, "dim": dim, **aurocs(data, scores, maps),
             "peak_mb": peak_mb(), "growth_mb": peak_mb() - base}
+
+
+def part_ours_padim(data: dict) -> dict:
+    from nnc_web.engine.anomaly.padim import Padim
+
+    return measure_ours(Padim("efficientnet_lite0", "dense", feature_ratio=PADIM_RATIO), data)
+
+
+def part_anomalib_padim(data: dict) -> dict:
+    return measure_anomalib(anomalib_model("padim", n_features=PADIM_FEATURES), data, lambda m: m.fit(),
+                            PADIM_FEATURES)
 
 
 def our_patch_bank(data: dict):
@@ -149,43 +160,13 @@ def part_coreset(data: dict, which: str, ratio: float) -> dict:
 
 def part_ours_patchcore(data: dict, ratio: float, feature_ratio: float) -> dict:
     from nnc_web.engine.anomaly.patchcore import Patchcore
-    from nnc_web.engine.reporting import ConsoleReporter
 
-    model = Patchcore("efficientnet_lite0", ratio, feature_ratio=feature_ratio)
-    base = peak_mb()
-    start = time.perf_counter()
-    model.fit(data["train"], ConsoleReporter(Path(tempfile.mkdtemp()), quiet=True), batch_size=16)
-    fit = time.perf_counter() - start
-    start = time.perf_counter()
-    prediction = model.predict(data["test"])
-    infer = (time.perf_counter() - start) / len(data["test"])
-    return {"fit_s": fit, "infer_ms": infer * 1000, "dim": model.dim, **aurocs(data, prediction.scores, prediction.maps),
-            "peak_mb": peak_mb(), "growth_mb": peak_mb() - base}
+    return measure_ours(Patchcore("efficientnet_lite0", ratio, feature_ratio=feature_ratio), data)
 
 
 def part_anomalib_patchcore(data: dict, ratio: float) -> dict:
-    import torch
-
-    model = anomalib_model("patchcore", num_neighbors=9)
-    base = peak_mb()
-    start = time.perf_counter()
-    model.train()
-    with torch.no_grad():
-        for i in range(0, TRAIN, 16):
-            model(tensors(data["train"][i:i + 16]))
-        model.subsample_embedding(ratio)
-    fit = time.perf_counter() - start
-    model.eval()
-    start = time.perf_counter()
-    scores, maps = [], []
-    with torch.no_grad():
-        for i in range(0, len(data["test"]), 16):
-            out = model(tensors(data["test"][i:i + 16]))
-            scores += out.pred_score.flatten().tolist()
-            maps += list(out.anomaly_map[:, 0].numpy())
-    infer = (time.perf_counter() - start) / len(data["test"])
-    return {"fit_s": fit, "infer_ms": infer * 1000, "dim": 152, **aurocs(data, scores, maps),
-            "peak_mb": peak_mb(), "growth_mb": peak_mb() - base}
+    return measure_anomalib(anomalib_model("patchcore", num_neighbors=9), data,
+                            lambda m: m.subsample_embedding(ratio), 152)
 
 
 PARTS = {

@@ -146,6 +146,7 @@ def set_threshold(run: Run, value) -> Run:
     """Keep the user's anomaly threshold on the run and in its bundle (what inference will use)."""
     import math
 
+    from nnc_web.engine.atomic import replace_atomically
     from nnc_web.engine.reporting import UserError
 
     if run.metrics.get("kind") != "anomaly":
@@ -159,9 +160,7 @@ def set_threshold(run: Run, value) -> Run:
     manifest_path = run.folder() / "model" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["threshold"] = threshold
-    partial = manifest_path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(manifest, indent=1))
-    partial.replace(manifest_path)
+    replace_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1)))
     run.metrics = {**run.metrics, "chosen_threshold": threshold}
     run.save(update_fields=["metrics"])
     return run

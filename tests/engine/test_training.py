@@ -109,6 +109,28 @@ def test_resume_after_an_interruption_gives_the_same_model(digits, tmp_path):
     assert torch.equal(result.model.head.weight, reference.head.weight)
 
 
+def test_a_damaged_checkpoint_is_a_clear_error_and_writes_never_leave_one(digits, tmp_path):
+    from nnc_web.engine.atomic import replace_atomically
+    from nnc_web.engine.reporting import UserError
+
+    trainer, _ = train(digits, tmp_path / "run", max_epoch=1, save_best=False)
+    trainer.run()
+    good = trainer.checkpoint_path.read_bytes()
+
+    def dies_mid_write(path):  # a worker killed while saving
+        path.write_bytes(good[:100])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_atomically(trainer.checkpoint_path, dies_mid_write)
+    assert trainer.checkpoint_path.read_bytes() == good  # the previous checkpoint is whole
+    assert [p.name for p in trainer.checkpoint_path.parent.iterdir() if p.name.endswith(".partial")] == []
+    trainer.checkpoint_path.write_bytes(b"")  # as a kill mid-write left it before writes were atomic
+    again, _ = train(digits, tmp_path / "run", max_epoch=2, save_best=False)
+    with pytest.raises(UserError, match="checkpoint of this run cannot be read"):
+        again.run(resume=True)
+
+
 def test_cancel_stops_within_one_batch(digits, tmp_path):
     trainer, reporter = train(digits, tmp_path, StopAfter(tmp_path, "loss", 7))
     with pytest.raises(JobCancelled):

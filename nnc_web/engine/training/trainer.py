@@ -3,9 +3,11 @@ epoch, resume, cancel within one batch, best-model keeping. Reports through the 
 per-step `loss`, per-epoch `train_loss`, `train_error`, `valid_error`."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
@@ -135,7 +138,11 @@ class Trainer:
                 features.append(model.features(images.to(self.device)).cpu())
         stacked = torch.cat(features)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        np.save(path, stacked.numpy())
+        def write(target: Path) -> None:
+            with open(target, "wb") as handle:  # a handle: np.save would add ".npy" to the name
+                np.save(handle, stacked.numpy())
+
+        replace_atomically(path, write)  # a killed worker must not leave a truncated cache file
         return stacked
 
     # -- the loop --------------------------------------------------------------------------------
@@ -176,7 +183,11 @@ class Trainer:
         history: list[dict] = []
         start_epoch, best_error, best_epoch, step = 1, math.inf, 0, 0
         if resume and self.checkpoint_path.exists():
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            try:
+                state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+                raise UserError(f"the checkpoint of this run cannot be read ({type(exc).__name__}): start a new "
+                                f"run") from exc
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler"):
@@ -234,15 +245,16 @@ class Trainer:
             if improved:
                 best_error, best_epoch = valid_error, epoch
                 if config.save_best:
-                    torch.save(model.state_dict(), self.best_path)
+                    replace_atomically(self.best_path, functools.partial(torch.save, model.state_dict()))
             self.reporter.log(f"epoch {epoch}/{config.max_epoch}: train loss {record['train_loss']:.4f}, "
                               f"train error {record['train_error']:.4f}, valid error {valid_error:.4f}"
                               f"{' (best)' if improved else ''} [{record['seconds']:.1f} s]")
             self.reporter.progress(epoch, config.max_epoch)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                        "epoch": epoch, "best_error": best_error, "best_epoch": best_epoch, "step": step,
-                        "history": json.dumps(history)}, self.checkpoint_path)
+            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                          "epoch": epoch, "best_error": best_error, "best_epoch": best_epoch, "step": step,
+                          "history": json.dumps(history)}
+            replace_atomically(self.checkpoint_path, functools.partial(torch.save, checkpoint))
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
             self.reporter.log(f"kept the best model: epoch {best_epoch}, valid error {best_error:.4f}")

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from nnc_web import views
 from nnc_web.accounts import views as accounts
 from nnc_web.datasets import views as datasets
+from nnc_web.evaluations import views as evaluations
 from nnc_web.jobs import views as jobs
 from nnc_web.plugins import views as plugins
 from nnc_web.projects import views as projects
@@ -38,11 +39,12 @@ api = [
     path("projects/<int:project_id>/", projects.ProjectDetailView.as_view()),
     path("projects/<int:project_id>/runs/", projects.RunListView.as_view()),
     path("runs/<int:run_id>/", projects.RunDetailView.as_view()),
-    path("runs/<int:run_id>/results/", projects.RunResultsView.as_view()),
+    path("runs/<int:run_id>/results/", evaluations.RunResultsView.as_view()),
     path("curves/", projects.CurvesView.as_view()),
     path("runs/<int:run_id>/resume/", projects.RunResumeView.as_view()),
-    path("runs/<int:run_id>/evaluate/", projects.RunEvaluateView.as_view()),
-    path("runs/<int:run_id>/threshold/", projects.RunThresholdView.as_view()),
+    path("runs/<int:run_id>/evaluate/", evaluations.RunEvaluateView.as_view()),
+    path("runs/<int:run_id>/threshold/", evaluations.RunThresholdView.as_view()),
+    *evaluations.target_urls(),
     path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
     path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),
     path("runs/<int:run_id>/export/", projects.RunExportView.as_view()),

@@ -16,6 +16,7 @@ from nnc_web.datasets.models import Dataset, Upload
 from nnc_web.datasets.palette import overlay_rgba
 from nnc_web.datasets.zipstream import stream_zip
 from nnc_web.engine.archives import ArchiveError, archive_kind
+from nnc_web.engine.imaging import cached_thumbnail
 from nnc_web.engine.nnc_csv import build_row_index, parse_header_cell, read_header, read_rows
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
@@ -261,12 +262,7 @@ def thumbnail(dataset: Dataset, relative: str) -> Path:
     """A small JPEG of a dataset image, made once and kept in the dataset's hidden cache folder."""
     source = dataset_file(dataset, relative)
     cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + ".jpg")
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source) as image:
-            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            image.convert("RGB").save(cache, "JPEG", quality=85)
-    return cache
+    return cached_thumbnail(source, cache, THUMB_SIZE)
 
 
 def mask_overlay(dataset: Dataset, relative: str) -> Path:

@@ -147,3 +147,13 @@ def convert_image(
     dest.parent.mkdir(parents=True, exist_ok=True)
     shaped.image.save(dest, format="PNG", compress_level=1)
     return shaped
+
+
+def cached_thumbnail(source: Path, cache: Path, size: int) -> Path:
+    """A small JPEG of `source` at `cache`, made once (again when the source is newer)."""
+    if not cache.exists() or cache.stat().st_mtime < source.stat().st_mtime:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(source) as image:
+            image.thumbnail((size, size))
+            image.convert("RGB").save(cache, "JPEG", quality=85)
+    return cache

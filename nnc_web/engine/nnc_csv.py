@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnc_web.engine.errors import UserError
+
 
 @dataclass(frozen=True)
 class HeaderCell:
@@ -82,8 +84,6 @@ def build_row_index(csv_path: Path) -> np.ndarray:
 
 def read_table(csv_path: Path) -> tuple[list[str], list[list[str]]]:
     """The header and every non-empty row of a whole CSV; a file without a header is a user error."""
-    from nnc_web.engine.reporting import UserError
-
     with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)

@@ -4,13 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from nnc_web.engine.errors import JobCancelled, UserError
+from nnc_web.engine.safe_paths import safe_join
 
-class JobCancelled(Exception):
-    """Raised by engine code when `should_stop()` turned true; the job ends as cancelled."""
-
-
-class UserError(Exception):
-    """A problem with the user's input, reported as a clear message (never a traceback)."""
+__all__ = ["ConsoleReporter", "JobCancelled", "Reporter", "UserError", "check_stop", "log_list"]
 
 
 class Reporter(Protocol):
@@ -52,8 +49,6 @@ class ConsoleReporter:
         return self.stop_requested
 
     def path(self, name: str) -> Path:
-        from nnc_web.engine.safe_paths import safe_join
-
         return safe_join(self.workdir, name)
 
 

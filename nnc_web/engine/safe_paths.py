@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from nnc_web.engine.reporting import UserError
+from nnc_web.engine.errors import UserError
 
 
 class UnsafePathError(UserError):

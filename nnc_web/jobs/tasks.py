@@ -6,7 +6,7 @@ import os
 import django
 from django.apps import apps
 
-if not apps.ready:
+if not apps.ready and not apps.loading:  # the worker process imports this module first
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nnc_web.settings")
     django.setup()
 
@@ -14,6 +14,7 @@ import dramatiq  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
 from nnc_web.jobs.broker import configure_broker  # noqa: E402
+from nnc_web.jobs.runner import run_job  # noqa: E402
 
 configure_broker()
 
@@ -22,8 +23,6 @@ _JOB_OPTIONS = {"max_retries": 0, "time_limit": 30 * 24 * 3600 * 1000}
 
 
 def _run(job_id: int) -> None:
-    from nnc_web.jobs.services import run_job
-
     close_old_connections()
     try:
         run_job(job_id)

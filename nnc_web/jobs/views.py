@@ -29,6 +29,9 @@ class JobListView(APIView):
         plugin = registry.get(plugin_id)
         if plugin.kind == "training":
             return field_errors({"plugin": "training plugins run inside a project: POST /api/projects/<id>/runs/"})
+        if plugin.kind == "postprocess":
+            return field_errors({"plugin": "post-processing plugins run on a training run or a dataset: "
+                                           "POST /api/runs/<id>/postprocess/ or /api/datasets/<id>/postprocess/"})
         params, errors = plugin.validate(request.user, raw, trusted=False)
         if errors:
             return field_errors(errors)

@@ -12,18 +12,16 @@ from nnc_web.engine.anomaly.patchcore import Patchcore
 from nnc_web.engine.model_store import BACKBONES
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.training.trainer import resolve_device
+from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete
 
 
-def fit_and_evaluate(ctx, build) -> dict:
+def fit_and_evaluate(ctx, run: RunInputs, build) -> dict:
     """The body of both plugins: check the datasets, fit `build(device, seed)` on the normal training
     images, score the validation set, keep the bundle."""
-    from nnc_web.projects.models import Run
-
-    run = Run.objects.select_related("train_dataset", "valid_dataset").get(pk=ctx.context["run"])
-    train = load_anomaly_csv(run.train_dataset.csv_path())
-    valid = load_anomaly_csv(run.valid_dataset.csv_path())
+    train = load_anomaly_csv(run.train_csv)
+    valid = load_anomaly_csv(run.valid_csv)
     warnings = []
     normal = train.normal_images()
     if len(normal) < len(train):
@@ -51,13 +49,13 @@ def fit_and_evaluate(ctx, build) -> dict:
 
 
 def run_padim(ctx, params: dict) -> dict:
-    return fit_and_evaluate(ctx, lambda device, seed: Padim(
+    return fit_and_evaluate(ctx, params["_run"], lambda device, seed: Padim(
         params["model"], params["gaussian"], input_size=params["input_size"], feature_ratio=params["feature_ratio"],
         seed=seed, device=device, max_pixels=settings.NNC_MAX_IMAGE_PIXELS))
 
 
 def run_patchcore(ctx, params: dict) -> dict:
-    return fit_and_evaluate(ctx, lambda device, seed: Patchcore(
+    return fit_and_evaluate(ctx, params["_run"], lambda device, seed: Patchcore(
         params["model"], params["sample_ratio"], input_size=params["input_size"],
         feature_ratio=params["feature_ratio"], seed=seed, device=device, max_pixels=settings.NNC_MAX_IMAGE_PIXELS))
 

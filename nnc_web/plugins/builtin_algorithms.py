@@ -14,7 +14,7 @@ def run(ctx, params: dict) -> dict:
                            input_size=params["input_size"], train_param="all", pretrained=params["pretrained"],
                            logging_steps=params["logging_steps"])
 
-    return train_and_evaluate(ctx, "resnet50", config_for, params["per_device_eval_batch_size"])
+    return train_and_evaluate(ctx, params["_run"], "resnet50", config_for, params["per_device_eval_batch_size"])
 
 
 RESNET50_PLUGIN = register(Plugin(

@@ -1,6 +1,6 @@
 """Plugin registry: schemas served at /api/plugins/, validated on the server, driving the CLI.
 
-A plugin declares `params` (the schema of DESIGN.md section 3) and a thin `run(ctx, params)` that
+A plugin declares `params` (the schema of docs/plugins.md) and a thin `run(ctx, params)` that
 calls the engine. `complete(job, result)` registers what the run produced (datasets, results).
 """
 from __future__ import annotations
@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nnc_web.plugins.context import Workspace
 
 PARAM_TYPES = ("int", "float", "bool", "choice", "text", "file", "csv", "variable", "model", "image",
                "dataset")
@@ -29,6 +31,8 @@ class Param:
     choices: tuple | None = None
     min: float | None = None
     max: float | None = None
+    multiple: bool = False  # variable parameters that take a comma-separated list (NNC's "variables")
+    extras: tuple[str, ...] = ()  # variables a plugin computes itself rather than reads (t-SNE's `features`)
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -37,10 +41,15 @@ class Param:
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type, "default": self.default, "required": self.required,
                 "help": self.help, "choices": list(self.choices) if self.choices else None,
-                "min": self.min, "max": self.max}
+                "min": self.min, "max": self.max, "multiple": self.multiple,
+                "extras": list(self.extras)}
 
-    def clean(self, value: Any, user, trusted: bool) -> Any:
+    def clean(self, value: Any, user, trusted: bool, workspace: Workspace | None = None) -> Any:
         """Coerce and check one value; raises ValueError with a user-facing message."""
+        if self.type == "csv":
+            return _clean_csv(value, trusted, workspace)
+        if self.type == "model" and self.choices is None:  # with choices: a backbone of the model store
+            return _clean_model(value, trusted, workspace)
         if self.type == "int":
             value = _to_number(value, int)
         elif self.type == "float":
@@ -125,6 +134,44 @@ def _clean_file(value: Any, user, trusted: bool) -> dict:
     raise ValueError("choose an uploaded file")
 
 
+def _server_path(value: Any) -> Path | None:
+    """A path on the server, for trusted callers (the CLI) only."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    return path.resolve() if path.is_absolute() or path.exists() else None
+
+
+def _clean_csv(value: Any, trusted: bool, workspace: Workspace | None) -> str | dict:
+    """A CSV of the run or dataset (by name, as listed), or, headless, a CSV file on the server."""
+    name = str(value or "").strip()
+    if workspace is not None and name in workspace.csvs:
+        return name
+    if trusted:
+        path = _server_path(name)
+        if path is not None and path.is_file():
+            return {"path": str(path)}
+        if workspace is None:
+            raise ValueError(f"{name} is not a CSV file on this machine")
+    available = ", ".join(workspace.csvs) if workspace is not None else ""
+    raise ValueError(f"no CSV {name!r} here" + (f"; CSVs: {available}" if available else ""))
+
+
+def _clean_model(value: Any, trusted: bool, workspace: Workspace | None) -> str | dict:
+    """`model` (the run's bundle), or, headless, a bundle folder on the server."""
+    name = str(value or "").strip()
+    if workspace is not None and workspace.model is not None and name in ("model", "results.nnp", ""):
+        return "model"
+    if trusted:
+        path = _server_path(name)
+        if path is not None and (path / "manifest.json").is_file():
+            return {"path": str(path)}
+    if workspace is not None and workspace.model is None:
+        raise ValueError("this has no trained model (post-processing with a model runs on a training run)")
+    raise ValueError("give the model as `model` (this run's bundle)" + (
+        " or the path of a model bundle folder" if trusted else ""))
+
+
 def _clean_dataset(value: Any, user) -> int:
     from nnc_web.datasets.models import Dataset
 
@@ -150,6 +197,8 @@ class Plugin:
     weights: Callable[[dict], str | None] | None = None  # the pretrained backbone a run needs, if any
     hidden: bool = False  # internal jobs (re-evaluation) that menus and listings leave out
     tags: tuple[str, ...] = field(default_factory=tuple)
+    group: str | None = None  # the Plugins menu's sub-menu (NNC's folders: Utils, Visualization, ...)
+    uses_model: Callable[[dict], bool] | None = None  # post-processing that runs a model goes to `gpu`
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -157,10 +206,12 @@ class Plugin:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "title": self.title, "description": self.description,
-                "params": [p.as_dict() for p in self.params]}
+                "group": self.group, "params": [p.as_dict() for p in self.params]}
 
-    def validate(self, user, raw: dict, trusted: bool) -> tuple[dict, dict[str, str]]:
-        """Clean every parameter; returns (params, errors by field name)."""
+    def validate(self, user, raw: dict, trusted: bool, workspace: Workspace | None = None
+                 ) -> tuple[dict, dict[str, str]]:
+        """Clean every parameter; returns (params, errors by field name). `workspace`: the run or
+        dataset a post-processing job works on (csv, model and variable parameters are checked there)."""
         known = {p.name for p in self.params}
         errors = {name: "unknown parameter" for name in raw if name not in known}
         params: dict[str, Any] = {}
@@ -176,18 +227,51 @@ class Plugin:
                     params[param.name] = None
                     continue
             try:
-                params[param.name] = param.clean(value, user, trusted)
+                params[param.name] = param.clean(value, user, trusted, workspace)
             except ValueError as exc:
                 errors[param.name] = str(exc)
+        if not errors:
+            errors.update(self._variable_errors(params, workspace))
         if not errors and self.cross_check is not None:
             errors.update(self.cross_check(params))
         return params, errors
 
-    def resolve(self, user, params: dict) -> dict:
-        """Turn stored file references into absolute paths for the engine."""
-        from nnc_web.datasets.models import Upload
+    def _csv_path(self, params: dict, workspace: Workspace | None) -> Path | None:
+        """The file of the first csv parameter: the table that variable parameters name columns of."""
+        for param in self.params:
+            value = params.get(param.name)
+            if param.type == "csv" and value:
+                return Path(value["path"]) if isinstance(value, dict) else workspace.csvs[value]
+        return None
 
-        resolved = dict(params)
+    def _variable_errors(self, params: dict, workspace: Workspace | None) -> dict[str, str]:
+        """Variable parameters must name columns of the input CSV (the message lists them)."""
+        from nnc_web.engine.analysis.table import variable_names
+        from nnc_web.engine.nnc_csv import read_header
+
+        variable_params = [p for p in self.params if p.type == "variable" and params.get(p.name)]
+        path = self._csv_path(params, workspace) if variable_params else None
+        if path is None:
+            return {}
+        header = read_header(path)
+        known = variable_names(header)
+        exact = {cell.strip() for cell in header}
+        errors = {}
+        for param in variable_params:
+            names = [n.strip() for n in str(params[param.name]).split(",")] if param.multiple else [params[param.name]]
+            missing = [n for n in names if n and n not in known and n not in exact and n not in param.extras]
+            if missing:
+                errors[param.name] = (f"no variable {missing[0]!r} in {path.name}; variables: {', '.join(known)}"
+                                      + (f" (or {', '.join(param.extras)})" if param.extras else ""))
+        return errors
+
+    def resolve(self, user, params: dict, context: dict | None = None) -> dict:
+        """Turn stored file references into absolute paths for the engine, and the job's context (a
+        run, a dataset) into plain data (`_run`, `_workspace`): plugin bodies never query the ORM."""
+        from nnc_web.datasets.models import Upload
+        from nnc_web.plugins.context import resolve_context
+
+        resolved = {**dict(params), **resolve_context(user, context)}
         for param in self.params:
             value = params.get(param.name)
             if param.type == "file" and isinstance(value, dict):
@@ -200,6 +284,14 @@ class Plugin:
                     resolved[param.name] = upload.absolute_path()
                 else:
                     resolved[param.name] = Path(value["path"])
+            elif (param.type == "csv" or (param.type == "model" and param.choices is None)) and value:
+                workspace = resolved.get("_workspace")
+                if isinstance(value, dict):
+                    resolved[param.name] = Path(value["path"])
+                elif param.type == "csv":
+                    resolved[param.name] = workspace.csv(value)
+                else:
+                    resolved[param.name] = workspace.model
         return resolved
 
     def run(self, ctx, params: dict) -> Any:
@@ -210,13 +302,16 @@ class Plugin:
             self.completer(job, result)
 
     def queue_for(self, params: dict) -> str:
-        """Training runs one at a time on the `gpu` queue (its worker takes one job at a time)."""
-        return "gpu" if self.kind == "training" else "cpu"
+        """Training, and post-processing that runs a model, go to the `gpu` queue (its worker takes
+        one job at a time); table work goes to `cpu`."""
+        if self.kind == "training" or (self.uses_model is not None and self.uses_model(params)):
+            return "gpu"
+        return "cpu"
 
 
 PLUGINS: dict[str, Plugin] = {}
 
-# The order of DESIGN.md section 3: menus and listings show plugins in this order.
+# The order of the plugin list in docs/plugins.md: menus and listings show plugins in this order.
 ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_centernet",
          "easymaker_classification", "coco_detection", "easymaker_segmentation", "tabular_csv",
          "anomaly_detection_dataset",
@@ -226,7 +321,7 @@ ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_c
 
 
 def ordered() -> list[Plugin]:
-    """The plugins a person can choose, in DESIGN.md's order."""
+    """The plugins a person can choose, in the documented order."""
     visible = [p for p in PLUGINS.values() if not p.hidden]
     return sorted(visible, key=lambda p: ORDER.index(p.id) if p.id in ORDER else len(ORDER))
 

@@ -15,11 +15,9 @@ from nnc_web.plugins.transfer_learning import complete
 
 
 def run(ctx, params: dict) -> dict:
-    from nnc_web.projects.models import Run
-
-    run = Run.objects.select_related("train_dataset", "valid_dataset").get(pk=ctx.context["run"])
-    train = load_tabular_csv(run.train_dataset.csv_path())
-    valid = load_tabular_csv(run.valid_dataset.csv_path())
+    run = params.pop("_run")
+    train = load_tabular_csv(run.train_csv)
+    valid = load_tabular_csv(run.valid_csv)
     config = run.config
     result = train_tabular(train, valid, ctx, max_epoch=config["max_epoch"], batch_size=config["batch_size"],
                            learning_rate=config["learning_rate"], seed=config["seed"], hidden=params["hidden"],

@@ -5,7 +5,9 @@ from nnc_web import storage
 from nnc_web.engine.model_store import BACKBONES
 from nnc_web.engine.training.bundle import save_bundle
 from nnc_web.engine.training.data import load_classification_csv
+from nnc_web.engine.training.evaluation import evaluate_into
 from nnc_web.engine.training.trainer import TrainConfig, Trainer
+from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Param, Plugin, register
 
 
@@ -18,15 +20,11 @@ def train_config(config: dict, params: dict) -> TrainConfig:
         train_param=params["train_param"])
 
 
-def train_and_evaluate(ctx, backbone_id: str, config_for, eval_batch_size: int = 64) -> dict:
+def train_and_evaluate(ctx, run: RunInputs, backbone_id: str, config_for, eval_batch_size: int = 64) -> dict:
     """Train the run's model, evaluate it on the validation dataset, keep the bundle: the body of
     every image-classification training plugin. `config_for(run)` gives the TrainConfig."""
-    from nnc_web.projects.evaluation import evaluate_into
-    from nnc_web.projects.models import Run
-
-    run = Run.objects.select_related("train_dataset", "valid_dataset").get(pk=ctx.context["run"])
-    train = load_classification_csv(run.train_dataset.csv_path())
-    valid = load_classification_csv(run.valid_dataset.csv_path())
+    train = load_classification_csv(run.train_csv)
+    valid = load_classification_csv(run.valid_csv)
     trainer = Trainer(backbone_id, train, valid, config_for(run), ctx.workdir, ctx,
                       cache_dir=storage.user_dir(ctx.owner_id) / "cache" / "features")
     result = trainer.run(resume=bool(ctx.context.get("resume")))
@@ -41,13 +39,14 @@ def train_and_evaluate(ctx, backbone_id: str, config_for, eval_batch_size: int =
 
 
 def run(ctx, params: dict) -> dict:
-    return train_and_evaluate(ctx, params["model"], lambda run: train_config(run.config, params))
+    return train_and_evaluate(ctx, params["_run"], params["model"], lambda run: train_config(run.config, params))
 
 
 def complete(job, result: dict) -> None:
-    from nnc_web.projects.models import Run
+    """Every training plugin's completer: the run keeps its metrics and history."""
+    from nnc_web.projects.services import record_run_result
 
-    Run.objects.filter(pk=job.context["run"]).update(metrics=result["metrics"], history=result["history"])
+    record_run_result(job, result)
 
 
 PLUGIN = register(Plugin(

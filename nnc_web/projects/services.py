@@ -128,39 +128,6 @@ def export_run(run: Run, export_format: str) -> Path:
     return target
 
 
-def evaluate_run(run: Run, send: bool = True):
-    """Queue a fresh evaluation of a finished run (output_result.csv and metrics.json are rewritten)."""
-    from nnc_web.engine.reporting import UserError
-    from nnc_web.jobs.services import create_job
-    from nnc_web.plugins.registry import PLUGINS
-
-    if not (run.folder() / "model" / "manifest.json").exists():
-        raise UserError("this run has no trained model yet")
-    if run.valid_dataset_id is None:
-        raise UserError("the run's validation dataset was deleted")
-    return create_job(run.project.owner, PLUGINS["evaluation"], {}, title=f"Evaluation of run {run.pk}", send=send,
-                      context={"run": run.pk}, result_dir=str(run.folder()))
-
-
-def set_threshold(run: Run, value) -> Run:
-    """Keep the user's anomaly threshold on the run and in its bundle (what inference will use)."""
-    import math
-
-    from nnc_web.engine.atomic import replace_atomically
-    from nnc_web.engine.reporting import UserError
-
-    if run.metrics.get("kind") != "anomaly":
-        raise UserError("only anomaly-detection runs have a threshold")
-    try:
-        threshold = float(value)
-    except (TypeError, ValueError):
-        raise UserError("threshold must be a number") from None
-    if not math.isfinite(threshold):
-        raise UserError("threshold must be a finite number")
-    manifest_path = run.folder() / "model" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["threshold"] = threshold
-    replace_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1)))
-    run.metrics = {**run.metrics, "chosen_threshold": threshold}
-    run.save(update_fields=["metrics"])
-    return run
+def record_run_result(job, result: dict) -> None:
+    """A training or evaluation job finished: the run keeps its metrics and history."""
+    Run.objects.filter(pk=job.context["run"]).update(metrics=result["metrics"], history=result["history"])

@@ -16,7 +16,6 @@ from nnc_web.projects import services
 from nnc_web.projects.config import CONFIG_PARAMS
 from nnc_web.projects.models import Project, Run
 from nnc_web.projects.plots import curves_item
-from nnc_web.projects.results import result_rows
 from nnc_web.selectors import get_or_404
 
 
@@ -114,26 +113,6 @@ class RunResumeView(APIView):
         return Response(RunSerializer(run).data)
 
 
-@documented("run_evaluate")
-class RunEvaluateView(APIView):
-    """Evaluate the run's model again, as a job (returns the job to follow)."""
-
-    def post(self, request: Request, run_id: int) -> Response:
-        from nnc_web.jobs.serializers import JobSerializer
-
-        job = services.evaluate_run(_run_of(request.user, run_id))
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
-
-
-@documented("run_threshold")
-class RunThresholdView(APIView):
-    """`{"threshold": t}`: the anomaly threshold chosen in the evaluation, kept in the model bundle."""
-
-    def post(self, request: Request, run_id: int) -> Response:
-        run = services.set_threshold(_run_of(request.user, run_id), request.data.get("threshold"))
-        return Response(RunSerializer(run).data)
-
-
 @documented("run_file")
 class RunFileView(APIView):
     """A file of the run folder: output_result.csv, metrics.json, model/manifest.json, ..."""
@@ -191,34 +170,6 @@ class CurvesView(APIView):
         if not runs:
             return field_errors({"runs": "give at least one run id"})
         return Response(curves_item(runs))
-
-
-@documented("run_results")
-class RunResultsView(APIView):
-    """Rows of the run's output_result.csv with the validation image, filtered by `actual`,
-    `predicted` (a confusion-matrix cell) or `misclassified=1`; paginated with start/limit.
-    Anomaly runs: rows by descending score with heat maps; `threshold` + `flagged=1|0` keep the rows
-    at/above or below the threshold."""
-
-    def get(self, request: Request, run_id: int) -> Response:
-        run = _run_of(request.user, run_id)
-        try:
-            start = max(0, int(request.query_params.get("start", 0)))
-            limit = min(500, max(1, int(request.query_params.get("limit", 50))))
-            actual = request.query_params.get("actual")
-            predicted = request.query_params.get("predicted")
-            actual = int(actual) if actual not in (None, "") else None
-            predicted = int(predicted) if predicted not in (None, "") else None
-        except ValueError:
-            return field_errors({"start": "start, limit, actual and predicted must be integers"})
-        threshold, flagged = request.query_params.get("threshold"), request.query_params.get("flagged")
-        try:
-            threshold = float(threshold) if threshold not in (None, "") else None
-        except ValueError:
-            return field_errors({"threshold": "must be a number"})
-        return Response(result_rows(run, start, limit, actual, predicted,
-                                    request.query_params.get("misclassified") == "1", threshold,
-                                    {"1": True, "0": False}.get(flagged or "")))
 
 
 @documented("run_export")

@@ -28,3 +28,18 @@ def create_dataset(client, tmp_path: Path, **params) -> tuple[Job, list[int]]:
     run_job(job_id)
     job = Job.objects.get(pk=job_id)
     return job, list(job.datasets.order_by("pk").values_list("pk", flat=True))
+
+
+def digits_project(client, tmp_path: Path, per_class: int = 12, size: int = 32) -> tuple[int, int, int]:
+    """Digits 75/25 into `train` and `valid` datasets and a project `digits` on them; returns
+    (project id, train id, valid id)."""
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, 3, size=size))
+    source = upload(client, archive).json()["id"]
+    job = client.post("/api/jobs/", {"plugin": "image_classification", "params": {
+        "source": source, "width": size, "height": size, "ratio1": 75, "ratio2": 25, "file2": "valid"}},
+        format="json").json()
+    run_job(job["id"])
+    train_id, valid_id = (d["id"] for d in client.get(f"/api/jobs/{job['id']}/").json()["datasets"])
+    created = client.post("/api/projects/", {"name": "digits", "train_dataset": train_id,
+                                             "valid_dataset": valid_id}, format="json").json()
+    return created["id"], train_id, valid_id

@@ -10,8 +10,7 @@ import pytest
 from nnc_web.jobs.models import Job
 from nnc_web.jobs.services import run_job
 from nnc_web.projects.models import Run
-from tests.api.helpers import upload
-from tests.sample_data import digit_images, write_class_zip
+from tests.api.helpers import digits_project, upload
 
 pytestmark = pytest.mark.django_db
 FAST = {"max_epoch": 3, "batch_size": 16, "learning_rate": 0.003}
@@ -20,18 +19,10 @@ FAST = {"max_epoch": 3, "batch_size": 16, "learning_rate": 0.003}
 @pytest.fixture
 def project(alice, client_for, tmp_path):
     client = client_for(alice)
-    archive = write_class_zip(tmp_path / "digits.zip", digit_images(12, 3, size=32))
-    source = upload(client, archive).json()["id"]
-    job = client.post("/api/jobs/", {"plugin": "image_classification", "params": {
-        "source": source, "width": 32, "height": 32, "ratio1": 75, "ratio2": 25, "file2": "valid"}},
-        format="json").json()
-    run_job(job["id"])
-    train_id, valid_id = (d["id"] for d in client.get(f"/api/jobs/{job['id']}/").json()["datasets"])
-    created = client.post("/api/projects/", {"name": "digits", "train_dataset": train_id,
-                                             "valid_dataset": valid_id}, format="json").json()
-    response = client.patch(f"/api/projects/{created['id']}/", {"config": FAST}, format="json")
+    project_id, _, _ = digits_project(client, tmp_path)
+    response = client.patch(f"/api/projects/{project_id}/", {"config": FAST}, format="json")
     assert response.status_code == 200, response.content
-    return client, created["id"]
+    return client, project_id
 
 
 def start(client, project_id, **params):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,17 @@ def write_output_result(path: Path, data: ClassificationData, scores: np.ndarray
             for i in file_columns:
                 row[i] = str((data.csv_path.parent / row[i]).resolve())
             writer.writerow(row + [f"{s:.6g}" for s in row_scores])
+
+
+def evaluate_into(folder: Path, model: torch.nn.Module, backbone_id: str, input_size: int, data: ClassificationData,
+                  device: torch.device, reporter: Reporter, batch_size: int = 64) -> dict:
+    """Evaluate a trained classifier over a dataset into a run folder: output_result.csv, metrics.json."""
+    reporter.log(f"evaluating on {len(data.labels)} validation images")
+    scores = predict(model.to(device), data, backbone_id, input_size, device, reporter, batch_size)
+    write_output_result(folder / "output_result.csv", data, scores)
+    metrics = classification_metrics(data.labels, scores, data.class_names)
+    metrics["activation_extremes"] = most_least_activating(data.labels, scores)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    reporter.log(f"accuracy {metrics['accuracy']:.4f}, macro precision {metrics['precision_macro']:.4f}, "
+                 f"macro recall {metrics['recall_macro']:.4f}, macro F1 {metrics['f1_macro']:.4f}")
+    return metrics

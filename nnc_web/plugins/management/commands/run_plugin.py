@@ -1,4 +1,4 @@
-"""Headless plugin runs: the same jobs the UI queues (DESIGN.md section 3)."""
+"""Headless plugin runs: the same jobs the UI queues (docs/plugins.md)."""
 from __future__ import annotations
 
 import time
@@ -36,33 +36,68 @@ class Command(BaseCommand):
             raise CommandError("name a plugin id (see --list)")
         if plugin_id not in PLUGINS or PLUGINS[plugin_id].hidden:
             raise CommandError(f"unknown plugin {plugin_id!r} (see --list)")
-        if options["result"]:
-            raise CommandError("--result arrives with the post-processing plugins")
         user = self._user(options["user"])
-        if PLUGINS[plugin_id].kind == "training":
+        plugin = PLUGINS[plugin_id]
+        if plugin.kind == "training":
             self._train(user, plugin_id, options)
             return
-        raw = {}
-        for item in options["param"]:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise CommandError(f"--param {item!r}: use KEY=VALUE")
-            raw[key.strip()] = value
-        if options["dataset"] is not None:
-            raw.setdefault("dataset", options["dataset"])
-        plugin = PLUGINS[plugin_id]
-        params, errors = plugin.validate(user, raw, trusted=True)
-        if errors:
-            raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        if options["result"] and plugin.kind != "postprocess":
+            raise CommandError("--result is for post-processing plugins")
+        raw = self._params(options["param"])
         if not options["inline"] and not config.redis_url():
             raise CommandError("no running studio found: start it (./dev.sh run), set REDIS_URL, "
                                "or use --inline")
-        job = services.create_job(user, plugin, params, send=not options["inline"])
+        if plugin.kind == "postprocess":
+            job = self._postprocess(user, plugin, raw, options)
+        else:
+            if options["dataset"] is not None:
+                raw.setdefault("dataset", options["dataset"])
+            params, errors = plugin.validate(user, raw, trusted=True)
+            if errors:
+                raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+            job = services.create_job(user, plugin, params, send=not options["inline"])
         self.stdout.write(f"job {job.pk} queued")
         if options["inline"]:
             services.run_job(job.pk)
         if options["wait"] or options["inline"]:
             self._follow(job.pk)
+
+    @staticmethod
+    def _params(items: list[str]) -> dict:
+        raw = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--param {item!r}: use KEY=VALUE")
+            raw[key.strip()] = value
+        return raw
+
+    def _postprocess(self, user, plugin, raw: dict, options: dict):
+        """On a run's result folder (--result), a dataset (--dataset), or server files (neither)."""
+        from nnc_web.datasets.models import Dataset
+        from nnc_web.evaluations.services import start_headless_postprocess, start_postprocess
+        from nnc_web.projects.models import Run
+
+        send = not options["inline"]
+        if options["result"] or options["dataset"] is not None:
+            run = dataset = None
+            if options["result"]:
+                run = Run.objects.filter(pk=options["result"], project__owner=user).first()
+                if run is None:
+                    raise CommandError(f"{user.username} has no run {options['result']}")
+            else:
+                dataset = Dataset.objects.filter(pk=options["dataset"], owner=user).first()
+                if dataset is None:
+                    raise CommandError(f"{user.username} has no dataset {options['dataset']}")
+            postprocess, errors = start_postprocess(user, plugin_id=plugin.id, raw_params=raw, run=run,
+                                                    dataset=dataset, send=send)
+            if errors:
+                raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+            return postprocess.job
+        params, errors = plugin.validate(user, raw, trusted=True)
+        if errors:
+            raise CommandError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        return start_headless_postprocess(user, plugin, params, send=send)
 
     def _train(self, user, plugin_id: str, options: dict) -> None:
         """Training plugins run inside a project: `--project <name>`."""

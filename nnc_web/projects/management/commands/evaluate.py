@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from nnc_web.engine.reporting import ConsoleReporter, UserError
 from nnc_web.engine.training.bundle import load_bundle
 from nnc_web.engine.training.data import load_classification_csv
-from nnc_web.projects.evaluation import evaluate_into
+from nnc_web.engine.training.evaluation import evaluate_into
 from nnc_web.projects.models import Run
 
 

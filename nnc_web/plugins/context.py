@@ -1,0 +1,67 @@
+"""What a plugin gets to know about the run or dataset it works on, as plain data.
+
+Plugins never query the ORM: before a job runs, the app that owns its context (`{"run": id}` for
+training and post-processing on a run, `{"dataset": id}` on a dataset) turns it into these objects,
+and the plugin reads `params["_run"]` / `params["_workspace"]`. Apps register their resolvers at start.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A training run as its plugin needs it: datasets as CSV paths, config and parameters as they were."""
+
+    run_id: int
+    folder: Path
+    train_csv: Path | None
+    valid_csv: Path | None
+    train_dataset_id: int | None
+    valid_dataset_id: int | None
+    config: dict
+    params: dict
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a post-processing job reads and writes (NNC: the result folder is the working folder).
+
+    `csvs` names the CSVs a `csv` parameter may choose; `roots` are the folders whose files a CSV cell
+    may point at (the result, its validation dataset, the user's own data); `model` is the bundle."""
+
+    folder: Path
+    roots: tuple[Path, ...]
+    csvs: dict[str, Path]
+    model: Path | None = None
+    url_base: str = ""  # /api/runs/<id> or /api/datasets/<id>: where the browser fetches its images
+    run: RunInputs | None = None
+
+    def csv(self, name: str) -> Path:
+        from nnc_web.engine.errors import UserError
+
+        if name in self.csvs:
+            return self.csvs[name]
+        raise UserError(f"no CSV {name!r} here; CSVs: {', '.join(self.csvs) or 'none'}")
+
+
+Resolver = Callable[[Any, dict], dict]
+RESOLVERS: dict[str, Resolver] = {}
+
+
+def register_resolver(key: str, resolver: Resolver) -> None:
+    """`resolver(user, context) -> {"_run": ..., "_workspace": ...}` for jobs whose context has `key`."""
+    RESOLVERS[key] = resolver
+
+
+def resolve_context(user, context: dict | None) -> dict:
+    extra: dict = {}
+    for key, resolver in RESOLVERS.items():
+        if context and context.get(key) is not None:
+            extra.update(resolver(user, context))
+    return extra

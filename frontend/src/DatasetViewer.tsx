@@ -5,6 +5,7 @@ import { shapes } from './DatasetsTab'
 import type { Dataset } from './types'
 import { parseHeader } from './nncHeader'
 import { BoxedImage, ClassHistogram, MaskedImage, type BoxAnnotation } from './BoxedImage'
+import { EvaluationWorkspace } from './EvaluationWorkspace'
 
 interface Page {
   total: number; start: number; header: string[]; rows: { index: number; cells: string[]; boxes?: BoxAnnotation[] }[]
@@ -18,6 +19,7 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
   const [page, setPage] = useState<Page | null>(null)
   const [start, setStart] = useState(0)
   const [error, setError] = useState('')
+  const [analysing, setAnalysing] = useState(false)
 
   useEffect(() => {
     api<Dataset>(`/api/datasets/${datasetId}/`).then(setDataset).catch((e) => setError((e as ApiError).message))
@@ -87,6 +89,18 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
       <ClassHistogram names={dataset.class_names} counts={dataset.class_counts} palette={dataset.palette}
         unit={dataset.columns.some((c) => c.kind === 'boxes') ? 'Boxes'
           : dataset.columns.some((c) => c.kind === 'mask') ? 'Pixels' : 'Rows'} />
+      <section className="card analyse" aria-label="Analyse">
+        <div className="page-head">
+          <h3>Analyse</h3>
+          <span className="muted">the dataset CSV as a table, post-processing plugins (right-click a cell) and their outputs</span>
+          <span className="spacer" />
+          <button className="secondary" aria-expanded={analysing} aria-controls={analysing ? "dataset-analyse" : undefined}
+            onClick={() => setAnalysing(!analysing)} data-testid="analyse-toggle">{analysing ? 'Hide' : 'Open'}</button>
+        </div>
+        {analysing && <div id="dataset-analyse">
+          <EvaluationWorkspace base={`/api/datasets/${datasetId}`} tableLabel="Dataset CSV" />
+        </div>}
+      </section>
       <div className="pager">
         <button className="secondary" disabled={page.start === 0} onClick={() => setStart(0)}>First</button>
         <button className="secondary" disabled={page.previous === null} onClick={() => setStart(page.previous ?? 0)}>Previous</button>

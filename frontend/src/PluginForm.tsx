@@ -2,11 +2,13 @@ import { useEffect, useRef, useState } from 'react'
 import { api, ApiError, formatBytes, uploadFile } from './api'
 import { FieldError } from './FieldError'
 import { ServerPicker } from './ServerPicker'
-import type { Dataset, Job, Param, Plugin } from './types'
+import type { CsvInfo, Dataset, Job, Param, Plugin, TablePage } from './types'
+import { isRunBase, tableUrl } from './workspace'
 
-function initialValues(plugin: Plugin): Record<string, unknown> {
+function initialValues(plugin: Plugin, initial: Record<string, unknown> = {}): Record<string, unknown> {
   const values: Record<string, unknown> = {}
-  for (const p of plugin.params) values[p.name] = p.default ?? (p.type === 'bool' ? false : '')
+  for (const p of plugin.params) values[p.name] = p.default ?? (p.type === 'bool' ? false : p.type === 'model' ? 'model' : '')
+  for (const p of plugin.params) if (initial[p.name] !== undefined) values[p.name] = initial[p.name]
   return values
 }
 
@@ -74,11 +76,54 @@ function FileInput({ param, onUploaded }: { param: Param; onUploaded: (value: un
   )
 }
 
-export function ParamInput({ param, value, onChange, datasets }: {
-  param: Param; value: unknown; onChange: (v: unknown) => void; datasets: Dataset[]
+// What csv, variable and model parameters offer: the CSVs of the run or dataset the form is for,
+// the variables of the CSV chosen in the form, and whose model it is.
+export interface ParamChoices { csvs?: CsvInfo[]; variables?: string[] | null; modelLabel?: string }
+
+// A select whose current value stays listed even before (or without) the server's options.
+function OptionsSelect({ id, param, value, options, onChange }: {
+  id: string; param: Param; value: unknown; options: { value: string; label: string }[]; onChange: (v: string) => void
+}) {
+  const current = String(value ?? '')
+  const listed = options.some((o) => o.value === current)
+  return (
+    <select id={id} name={param.name} value={current} onChange={(e) => onChange(e.target.value)}>
+      {(!param.required || current === '') && <option value="">—</option>}
+      {!listed && current !== '' && <option value={current}>{current}</option>}
+      {options.map((o) => <option key={o.value} value={o.value}>{o.label}</option>)}
+    </select>
+  )
+}
+
+export function ParamInput({ param, value, onChange, datasets, choices = {} }: {
+  param: Param; value: unknown; onChange: (v: unknown) => void; datasets: Dataset[]; choices?: ParamChoices
 }) {
   if (param.type === 'file') return <FileInput param={param} onUploaded={onChange} />
   const id = `param-${param.name}`
+  if (param.type === 'model' && !param.choices) {  // with choices it is a backbone of the model store
+    return <input type="text" id={id} name={param.name} readOnly value={choices.modelLabel ?? String(value ?? '')}
+      className="readonly" aria-readonly="true" />
+  }
+  if (param.type === 'csv' && choices.csvs) {
+    return <OptionsSelect id={id} param={param} value={value} onChange={onChange}
+      options={choices.csvs.map((c) => ({ value: c.name, label: `${c.name} (${c.rows} rows)` }))} />
+  }
+  if (param.type === 'variable' && choices.variables) {
+    const names = [...choices.variables, ...(param.extras ?? []).filter((v) => !choices.variables!.includes(v))]
+    if (param.multiple) {  // a comma-separated list: free text, with the CSV's variables suggested
+      return <>
+        <input type="text" id={id} name={param.name} value={String(value ?? '')} list={`${id}-list`}
+          placeholder={`comma-separated: ${names.slice(0, 4).join(', ')}…`} onChange={(e) => onChange(e.target.value)} />
+        <datalist id={`${id}-list`}>{names.map((v) => <option key={v} value={v} />)}</datalist>
+      </>
+    }
+    return <OptionsSelect id={id} param={param} value={value} onChange={onChange}
+      options={names.map((v) => ({ value: v, label: v }))} />
+  }
+  if (param.type === 'image') {
+    return <input type="text" id={id} name={param.name} value={String(value ?? '')} placeholder="path of an image in the CSV"
+      onChange={(e) => onChange(e.target.value)} />
+  }
   if (param.type === 'bool') {
     return <input type="checkbox" id={id} name={param.name} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />
   }
@@ -108,16 +153,55 @@ export function ParamInput({ param, value, onChange, datasets }: {
   return <input type="text" id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)} />
 }
 
+// The csvs of base (when the plugin has csv parameters) and the variables of the CSV chosen in the
+// plugin's first csv parameter (refetched when it changes).
+function useParamChoices(plugin: Plugin, base: string | undefined, values: Record<string, unknown>) {
+  const [csvs, setCsvs] = useState<CsvInfo[] | undefined>(undefined)
+  const [variables, setVariables] = useState<string[] | null>(null)
+  const [error, setError] = useState('')
+  const needsCsvs = Boolean(base) && plugin.params.some((p) => p.type === 'csv')
+  const firstCsv = plugin.params.find((p) => p.type === 'csv')
+  const needsVariables = Boolean(base) && plugin.params.some((p) => p.type === 'variable')
+  const source = firstCsv ? String(values[firstCsv.name] ?? '') : ''
+
+  useEffect(() => {
+    if (!needsCsvs || !base) return
+    let live = true
+    api<{ results: CsvInfo[] }>(`${base}/csvs/`).then((r) => { if (live) setCsvs(r.results) })
+      .catch((e) => { if (live) setError(`CSV list: ${(e as ApiError).message}`) })
+    return () => { live = false }
+  }, [base, needsCsvs])
+
+  useEffect(() => {
+    setVariables(null)
+    if (!needsVariables || !base || !source) return
+    let live = true
+    api<TablePage>(tableUrl(base, source, 0, 1)).then((page) => { if (live) { setVariables(page.variables); setError('') } })
+      .catch((e) => { if (live) setError(`Variables of ${source}: ${(e as ApiError).message}`) })
+    return () => { live = false }
+  }, [base, needsVariables, source])
+
+  const choices: ParamChoices = {
+    csvs, variables: needsVariables ? (variables ?? []) : null,
+    modelLabel: base === undefined || isRunBase(base) ? "this run's model" : 'no model here: run this from a run',
+  }
+  return { choices, error }
+}
+
 // The form for any plugin, rendered from its schema; the server validates and answers per field.
-export function PluginForm({ plugin, onQueued, submit: send }: {
-  plugin: Plugin; onQueued: (result: any) => void; submit?: (values: Record<string, unknown>) => Promise<unknown>
+// With base (a run or dataset), csv/variable/model parameters offer that workspace's CSVs,
+// variables and model; initial prefills values (e.g. from the clicked cell).
+export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, base, submitLabel = 'Run', submitTestId }: {
+  plugin: Plugin; onQueued: (result: T) => void; submit?: (values: Record<string, unknown>) => Promise<T>
+  initial?: Record<string, unknown>; base?: string; submitLabel?: string; submitTestId?: string
 }) {
-  const [values, setValues] = useState<Record<string, unknown>>(() => initialValues(plugin))
+  const [values, setValues] = useState<Record<string, unknown>>(() => initialValues(plugin, initial))
   const [error, setError] = useState<ApiError | null>(null)
   const [busy, setBusy] = useState(false)
   const [datasets, setDatasets] = useState<Dataset[]>([])
+  const { choices, error: choicesError } = useParamChoices(plugin, base, values)
 
-  useEffect(() => { setValues(initialValues(plugin)); setError(null) }, [plugin])
+  useEffect(() => { setValues(initialValues(plugin, initial)); setError(null) }, [plugin])  // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     if (plugin.params.some((p) => p.type === 'dataset')) {
       api<{ results: Dataset[] }>('/api/datasets/').then((r) => setDatasets(r.results)).catch(() => undefined)
@@ -130,7 +214,7 @@ export function PluginForm({ plugin, onQueued, submit: send }: {
     setError(null)
     try {
       const result = send ? await send(values)
-        : await api<Job>('/api/jobs/', { method: 'POST', body: { plugin: plugin.id, params: values } })
+        : await api<T>('/api/jobs/', { method: 'POST', body: { plugin: plugin.id, params: values } })
       onQueued(result)
     } catch (e) {
       setError(e as ApiError)
@@ -139,20 +223,24 @@ export function PluginForm({ plugin, onQueued, submit: send }: {
     }
   }
 
+  const names = new Set(plugin.params.map((p) => p.name))
+  const otherErrors = Object.entries(error?.errors ?? {}).filter(([field]) => !names.has(field))
   return (
     <form className="plugin-form" onSubmit={submit} data-plugin={plugin.id}>
       <p className="hint">{plugin.description}</p>
       {plugin.params.map((p) => (
         <div className="field" key={p.name}>
           <label htmlFor={`param-${p.name}`} className="name">{p.name}{p.required ? ' *' : ''}</label>
-          <ParamInput param={p} value={values[p.name]} datasets={datasets}
+          <ParamInput param={p} value={values[p.name]} datasets={datasets} choices={choices}
             onChange={(v) => setValues((prev) => ({ ...prev, [p.name]: v }))} />
           {p.help && <div className="hint">{p.help}</div>}
           <FieldError error={error} field={p.name} />
         </div>
       ))}
-      {error && <div className="error" role="alert">{error.message}</div>}
-      <button type="submit" disabled={busy}>Run</button>
+      {choicesError && <div className="error" role="alert">{choicesError}</div>}
+      {error && <div className="error" role="alert">{error.message}
+        {otherErrors.map(([field, messages]) => <div key={field}>{field}: {messages.join(' ')}</div>)}</div>}
+      <button type="submit" disabled={busy} data-testid={submitTestId}>{submitLabel}</button>
     </form>
   )
 }

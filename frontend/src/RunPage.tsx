@@ -2,9 +2,10 @@ import { useCallback, useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { JobPanel } from './JobPanel'
 import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
-import type { Job, JobEvent, Run } from './types'
+import type { ExternalFilter, Job, JobEvent, Run, TableFilter } from './types'
 import { ClassHistogram } from './BoxedImage'
 import { AnomalyEvaluation } from './AnomalyEvaluation'
+import { EvaluationWorkspace } from './EvaluationWorkspace'
 
 interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
@@ -21,6 +22,8 @@ export function RunPage({ runId }: { runId: number }) {
   const curves = useRef<CurvesHandle>(null)
   const [evaluationJob, setEvaluationJob] = useState<number | null>(null)
   const epochs = useRef<Record<number, Partial<EpochPoint>>>({})
+  const [tableFilter, setTableFilter] = useState<ExternalFilter | null>(null)
+  const [evaluations, setEvaluations] = useState(0)  // a new evaluation rewrites output_result.csv
 
   const load = useCallback(() => {
     api<Run>(`/api/runs/${runId}/`).then(setRun).catch((e) => setError((e as ApiError).message))
@@ -51,6 +54,7 @@ export function RunPage({ runId }: { runId: number }) {
   if (error) return <div className="page"><div className="error" role="alert">{error}</div></div>
   if (!run) return <div className="page">Loading…</div>
   const anomaly = run.metrics.kind === 'anomaly'
+  const evaluated = run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly
   return (
     <div className="page">
       <p><a href={`#/projects/${run.project}`}>← Project</a></p>
@@ -67,16 +71,26 @@ export function RunPage({ runId }: { runId: number }) {
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
       </div>
       {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
-      {evaluationJob && <JobPanel key={`e${evaluationJob}`} jobId={evaluationJob} onFinished={load} />}
+      {evaluationJob && <JobPanel key={`e${evaluationJob}`} jobId={evaluationJob}
+        onFinished={() => { load(); setEvaluations((n) => n + 1) }} />}
       {!ANOMALY_PLUGINS.includes(run.plugin_id) && <LearningCurves ref={curves} runIds={[run.id]} />}
-      {anomaly && <AnomalyEvaluation key={`${run.id}-${run.job}-${run.metrics.score_range}`} run={run} onSaved={setRun} />}
-      {run.metrics.accuracy !== undefined && <Evaluation run={run} />}
-      {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
+      {evaluated && (
+        <EvaluationWorkspace key={`${run.id}-${evaluations}`} base={`/api/runs/${run.id}`} tableLabel="Output result"
+          tableFilter={tableFilter} defaultThreshold={anomaly ? (run.metrics.chosen_threshold ?? run.metrics.threshold) : undefined}
+          metrics={<>
+            {anomaly && <AnomalyEvaluation key={`${run.id}-${run.job}-${run.metrics.score_range}`} run={run} onSaved={setRun} />}
+            {run.metrics.accuracy !== undefined && <Evaluation run={run}
+              onFilter={(filter, show) => setTableFilter({ filter, show })} />}
+            {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
+          </>} />
+      )}
     </div>
   )
 }
 
-function Evaluation({ run }: { run: Run }) {
+// onFilter: the rows chosen here (confusion-matrix cell, misclassified) for the Output result table;
+// show asks to switch to it.
+function Evaluation({ run, onFilter }: { run: Run; onFilter: (filter: TableFilter, show: boolean) => void }) {
   const m = run.metrics
   const names: string[] = m.class_names
   const [filter, setFilter] = useState<{ actual?: number; predicted?: number; misclassified?: boolean }>({})
@@ -92,7 +106,7 @@ function Evaluation({ run }: { run: Run }) {
   }, [run.id, filter, start])
 
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
-  const choose = (f: typeof filter) => { setStart(0); setFilter(f) }
+  const choose = (f: typeof filter) => { setStart(0); setFilter(f); onFilter(f, false) }
   return (
     <div className="card" data-testid="evaluation">
       <h3>Evaluation</h3>
@@ -123,6 +137,8 @@ function Evaluation({ run }: { run: Run }) {
         {page && <span data-testid="result-count">{page.total} rows{filter.actual !== undefined ? ` (actual ${names[filter.actual]}, predicted ${names[filter.predicted!]})` : ''}</span>}
         {page && page.start > 0 && <button className="secondary" onClick={() => setStart(Math.max(0, start - 40))}>Previous</button>}
         {page?.next != null && <button className="secondary" onClick={() => setStart(page.next!)}>Next</button>}
+        <button className="secondary" onClick={() => onFilter(filter, true)} data-testid="open-in-table"
+          title="The Output result table with every column, sortable, with the context menu">Open in the Output result table</button>
       </div>
       {page && (
         <div className="result-grid" data-testid="result-rows">

@@ -58,6 +58,22 @@ export async function api<T = any>(path: string, options: { method?: string; bod
   return data as T
 }
 
+// A file's text (e.g. an output CSV); errors as ApiError, like api().
+export async function apiText(path: string): Promise<string> {
+  let response: Response
+  try {
+    response = await fetch(path, { credentials: 'same-origin' })
+  } catch {
+    throw new ApiError(0, 'Cannot reach the server: check that NNC Web is running.')
+  }
+  if (!response.ok) {
+    let data: unknown = null
+    try { data = await response.json() } catch { data = null }
+    throw messageFor(response.status, data)
+  }
+  return response.text()
+}
+
 export interface UploadInfo { id: number; filename: string; size: number; expected_size: number; state: string }
 
 // One chunk as a raw PUT body, with progress inside the chunk.

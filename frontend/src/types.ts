@@ -10,9 +10,14 @@ export interface Dataset {
 export interface Param {
   name: string; type: string; default: unknown; required: boolean; help: string
   choices: (string | number)[] | null; min: number | null; max: number | null
+  multiple?: boolean; extras?: string[]  // variable parameters: a comma-separated list; computed variables
 }
 
-export interface Plugin { id: string; kind: string; title: string; description: string; params: Param[] }
+export type PluginGroup = 'Utils' | 'Visualization' | 'Fairness' | 'XAI'
+
+export interface Plugin {
+  id: string; kind: string; title: string; description: string; group?: PluginGroup | null; params: Param[]
+}
 
 export interface Job {
   id: number; kind: string; plugin_id: string; title: string; params: Record<string, unknown>; state: string
@@ -33,3 +38,45 @@ export interface Run {
   metrics: Record<string, any>; history: { epoch: number; train_loss: number; train_error: number; valid_error: number }[]
   created_at: string
 }
+
+// The Evaluation workspace of a run or dataset: every endpoint below lives under a base,
+// `/api/runs/<id>` or `/api/datasets/<id>`.
+export type CsvKind = 'evaluation' | 'dataset' | 'saved' | 'output'
+export interface CsvInfo { name: string; rows: number; kind: CsvKind }
+
+export type CellKind = 'image' | 'number' | 'text'
+export interface TableColumn { header: string; variable: string; kind: CellKind }
+
+export interface TableRow {
+  index: number; cells: string[]
+  images: Record<string, string>  // column index -> thumbnail URL
+  links: Record<string, string>   // column index -> full image URL
+}
+
+export interface TablePage {
+  csv: string; header: string[]; columns: TableColumn[]; variables: string[]; classes: string[] | null
+  filters: { classification: boolean; anomaly: boolean }
+  total: number; start: number; next: number | null; rows: TableRow[]
+}
+
+export interface TableFilter {
+  misclassified?: boolean; actual?: number; predicted?: number
+  flagged?: boolean; threshold?: number  // anomaly: flagged = score >= threshold
+}
+export interface TableSort { column: number; desc: boolean }
+
+export type OutputKind = 'image' | 'table' | 'plot' | 'file'
+export interface PostprocessOutput { path: string; kind: OutputKind }
+export type PostprocessState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled'
+
+export interface Postprocess {
+  id: number; job: number; plugin_id: string; title: string; state: PostprocessState; message: string
+  params: Record<string, unknown>; outputs: PostprocessOutput[]; created_at: string
+}
+
+// What a right-click was on: the plugin dialog is prefilled from it.
+export interface CellContext { csv: string; row: TableRow | null; column: number | null; page: TablePage | null }
+
+// A filter for the Output result table from elsewhere on the page (the confusion matrix); a new
+// object applies it again; show switches to the table.
+export interface ExternalFilter { filter: TableFilter; show?: boolean }

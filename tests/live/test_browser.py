@@ -202,20 +202,27 @@ def api_call(page, method: str, url: str, **kwargs):
     return response.json()
 
 
-def test_train_watch_curves_and_explore_the_confusion_matrix(page, tmp_path, artifacts):
+def digits_datasets(page, tmp_path, per_class: int, ratio1: int) -> tuple[int, int]:
+    """Digits of 3 classes at 32 px, split into `train` and `valid` through the API; their ids."""
     import time
 
-    sign_up(page, "traineruser")
-    archive = write_class_zip(tmp_path / "digits.zip", digit_images(20, 3, size=32))
+    archive = write_class_zip(tmp_path / "digits.zip", digit_images(per_class, 3, size=32))
     upload = api_call(page, "POST", "/api/uploads/?filename=digits.zip", data=archive.read_bytes(),
                       headers={"Content-Type": "application/octet-stream"})
     job = api_call(page, "POST", "/api/jobs/", data={"plugin": "image_classification", "params": {
-        "source": upload["id"], "width": 32, "height": 32, "ratio1": 70, "ratio2": 30, "file2": "valid"}})
+        "source": upload["id"], "width": 32, "height": 32, "ratio1": ratio1, "ratio2": 100 - ratio1,
+        "file2": "valid"}})
     deadline = time.monotonic() + 60
     while (job := api_call(page, "GET", f"/api/jobs/{job['id']}/"))["state"] != "succeeded":
         assert time.monotonic() < deadline and job["state"] in ("queued", "running"), job
         time.sleep(0.3)
     train_id, valid_id = (d["id"] for d in job["datasets"])
+    return train_id, valid_id
+
+
+def test_train_watch_curves_and_explore_the_confusion_matrix(page, tmp_path, artifacts):
+    sign_up(page, "traineruser")
+    train_id, valid_id = digits_datasets(page, tmp_path, per_class=20, ratio1=70)
 
     page.goto("/#/projects")
     page.fill("input[name=project-name]", "digits")
@@ -318,4 +325,115 @@ def test_anomaly_detection_padim_heat_maps_and_threshold(page, tmp_path, artifac
     run_id = page.evaluate("location.hash.split('/')[2]")
     saved = api_call(page, "GET", f"/api/runs/{run_id}/")["metrics"]["chosen_threshold"]
     assert saved == pytest.approx(float(page.get_by_test_id("threshold-value").inner_text()), abs=1e-4)
+    assert page.errors == []
+
+
+def trained_run(page, tmp_path, username: str) -> int:
+    """A transfer-learning run trained through the API, one epoch at a tiny learning rate: its
+    predictions are near chance, so there are misclassified rows to look at."""
+    import time
+
+    sign_up(page, username)
+    train_id, valid_id = digits_datasets(page, tmp_path, per_class=16, ratio1=50)
+    project = api_call(page, "POST", "/api/projects/", data={"name": "digits", "train_dataset": train_id,
+                                                              "valid_dataset": valid_id})
+    api_call(page, "PATCH", f"/api/projects/{project['id']}/", data={"config": {
+        "max_epoch": 1, "batch_size": 8, "learning_rate": 1e-6}})
+    run = api_call(page, "POST", f"/api/projects/{project['id']}/runs/", data={
+        "plugin": "transfer_learning", "params": {"input_size": 32}})
+    deadline = time.monotonic() + 120
+    while (state := api_call(page, "GET", f"/api/runs/{run['id']}/")["state"]) != "succeeded":
+        assert time.monotonic() < deadline and state in ("queued", "running"), state
+        time.sleep(0.5)
+    return run["id"]
+
+
+def all_images_loaded(page, selector: str) -> None:
+    page.wait_for_function(f"Array.from(document.querySelectorAll({selector!r})).length > 0 && "
+                           f"Array.from(document.querySelectorAll({selector!r})).every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_right_click_a_misclassified_row_save_it_and_tile_it(page, tmp_path, artifacts):
+    run_id = trained_run(page, tmp_path, "evaluser")
+    page.goto(f"/#/runs/{run_id}")
+    page.get_by_test_id("tab-table").click()
+    table = page.get_by_test_id("output-table")
+    expect(table).to_be_visible()
+    page.get_by_test_id("filter-misclassified").check()
+    results = api_call(page, "GET", f"/api/runs/{run_id}/table/?misclassified=1&limit=500")
+    wrong = [r["index"] for r in results["rows"]]
+    assert len(wrong) >= 3, results["total"]  # near-chance predictions
+    expect(table.locator("[data-testid^=output-row-]")).to_have_count(min(len(wrong), 50))
+    all_images_loaded(page, ".cell-thumb")
+    page.screenshot(path=str(artifacts / "browser_output_result.png"), full_page=True)
+
+    page.get_by_test_id(f"cell-{wrong[0]}-1").click(button="right")
+    menu = page.get_by_test_id("context-menu")
+    expect(menu).to_be_visible()
+    menu.get_by_test_id("menu-save-rows").click()
+    expect(page.get_by_test_id("name-input")).to_have_value("misclassified")
+    page.get_by_test_id("name-submit").click()
+    expect(page.get_by_text(f"Saved misclassified.csv ({len(wrong)} rows).")).to_be_visible()
+
+    page.get_by_test_id(f"cell-{wrong[0]}-0").focus()
+    page.keyboard.press("Shift+F10")  # the keyboard way to the same menu
+    expect(menu).to_be_visible()
+    menu.get_by_test_id("menu-plugins").click()
+    page.screenshot(path=str(artifacts / "browser_plugins_menu.png"))
+    menu.get_by_test_id("menu-plugin-tile_images").click()
+    dialog = page.get_by_test_id("plugin-dialog")
+    expect(dialog.locator("select[name=input]")).to_have_value("output_result.csv")
+    dialog.locator("select[name=input]").select_option("misclassified.csv")
+    dialog.locator("input[name=num_column]").fill("4")
+    dialog.get_by_test_id("plugin-submit").click()
+    image = page.get_by_test_id("output-image")
+    expect(image).to_be_visible(timeout=60_000)
+    all_images_loaded(page, "[data-testid=output-image]")
+    width = page.evaluate("document.querySelector('[data-testid=output-image]').naturalWidth")
+    height = page.evaluate("document.querySelector('[data-testid=output-image]').naturalHeight")
+    assert (width, height) == (4 * 32, -(-len(wrong) // 4) * 32)  # one 32-px tile per misclassified row
+    page.screenshot(path=str(artifacts / "browser_tile_images.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_tsne_then_scatter_plot_hover_shows_the_thumbnail(page, tmp_path, artifacts):
+    run_id = trained_run(page, tmp_path, "tsneuser")
+    page.goto(f"/#/runs/{run_id}")
+    page.get_by_test_id("tab-table").click()
+    expect(page.get_by_test_id("output-table")).to_be_visible()
+    page.get_by_test_id("cell-0-0").click(button="right")
+    page.get_by_test_id("menu-plugins").click()
+    page.get_by_test_id("menu-plugin-tsne").click()
+    dialog = page.get_by_test_id("plugin-dialog")
+    expect(dialog.locator("select[name=variable]")).to_have_value("x")  # the clicked column
+    dialog.locator("select[name=variable]").select_option("features")
+    dialog.locator("input[name=perplexity]").fill("5")
+    dialog.get_by_test_id("plugin-submit").click()
+    scatter = page.get_by_test_id("scatter-this")
+    expect(scatter).to_be_visible(timeout=90_000)
+    scatter.click()
+    dialog = page.get_by_test_id("plugin-dialog")
+    expect(dialog.locator("select[name=x]")).to_have_value("features_tsne__0")
+    expect(dialog.locator("select[name=y]")).to_have_value("features_tsne__1")
+    dialog.get_by_test_id("plugin-submit").click()
+    plot = page.get_by_test_id("output-plot")
+    expect(plot.locator("canvas").first).to_be_visible(timeout=60_000)
+    # Where the first point is drawn, from BokehJS's own scales; hover there.
+    point = page.evaluate("""() => {
+        const doc = Bokeh.documents.find(d => d.get_model_by_name('points'));
+        const source = doc.get_model_by_name('points');
+        const view = [...Bokeh.index].find(v => v.model && v.model.renderers &&
+            v.model.renderers.some(r => r.data_source === source));
+        const box = view.el.getBoundingClientRect();
+        return {x: box.left + view.frame.x_scale.compute(source.data.x[0]),
+                y: box.top + view.frame.y_scale.compute(source.data.y[0]), row: source.data.row[0]};
+    }""")
+    page.mouse.move(point["x"], point["y"])
+    tooltip_image = page.locator(".bk-tooltip-content img").first  # inside Bokeh's shadow DOM
+    expect(tooltip_image).to_be_visible(timeout=10_000)
+    assert "thumb=1" in tooltip_image.get_attribute("src")
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=tooltip_image.element_handle())
+    page.screenshot(path=str(artifacts / "browser_scatter_hover.png"), full_page=True)
+    page.mouse.click(point["x"], point["y"])
+    expect(page.get_by_test_id("row-details")).to_have_attribute("data-row", str(point["row"]))
     assert page.errors == []

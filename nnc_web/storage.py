@@ -26,3 +26,8 @@ def jobs_dir(user_id: int) -> Path:
 
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def dataset_outputs_dir(user_id: int, dataset_id: int) -> Path:
+    """What post-processing makes from a dataset lives beside it, not inside it (datasets are immutable)."""
+    return user_dir(user_id) / "dataset_outputs" / str(int(dataset_id))

@@ -219,9 +219,11 @@ def class_counts(dataset: Dataset) -> list[int]:
 
 
 def delete_dataset(dataset: Dataset) -> None:
-    folder = dataset.folder()
+    """The row, the dataset's folder and what post-processing made from it."""
+    folders = [dataset.folder(), storage.dataset_outputs_dir(dataset.owner_id, dataset.pk)]
     dataset.delete()
-    shutil.rmtree(folder, ignore_errors=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _row_index(dataset: Dataset) -> np.ndarray:

@@ -13,11 +13,6 @@ from nnc_web.projects.models import Run
 EVALUATION_CSV = "output_result.csv"
 
 
-def dataset_outputs_dir(dataset: Dataset) -> Path:
-    """Datasets are immutable: what plugins make from one lives beside it, not inside it."""
-    return storage.user_dir(dataset.owner_id) / "dataset_outputs" / str(dataset.pk)
-
-
 def _csvs_in(folder: Path, outputs: list[str]) -> dict[str, Path]:
     """The CSVs a csv parameter may choose: those at the top of the folder, then plugin outputs below it."""
     found: dict[str, Path] = {}
@@ -52,7 +47,7 @@ def run_workspace(run: Run) -> Workspace:
 
 
 def dataset_workspace(dataset: Dataset) -> Workspace:
-    folder = dataset_outputs_dir(dataset)
+    folder = storage.dataset_outputs_dir(dataset.owner_id, dataset.pk)
     csvs = {dataset.csv_name: dataset.csv_path(),
             **_csvs_in(folder, _output_paths(Postprocess.objects.filter(dataset=dataset)))}
     return Workspace(folder=folder, roots=(folder, dataset.folder(), storage.user_dir(dataset.owner_id)),

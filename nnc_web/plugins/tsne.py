@@ -6,7 +6,13 @@ import numpy as np
 
 from nnc_web.engine.analysis.outputs import append_columns_csv
 from nnc_web.engine.analysis.table import find_columns, load_table
-from nnc_web.engine.analysis.tsne import embed, features_of_images, load_vectors, tsne_columns
+from nnc_web.engine.analysis.tsne import (
+    embed,
+    embedding_columns,
+    features_of_images,
+    load_vectors,
+    tsne_columns,
+)
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.reporting import log_list
 from nnc_web.engine.training.trainer import resolve_device
@@ -35,7 +41,7 @@ def _model_features(ctx, params: dict, table, resolver) -> tuple[np.ndarray, lis
             paths.append(resolver.resolve(row[column]))
             rows.append(index)
         except (UserError, IndexError) as exc:
-            skipped.append(f"row {index}: {exc}")
+            skipped.append(f"line {index + 2}: {exc}")  # as load_vectors says it: the CSV's line number
     device = resolve_device("auto")
     ctx.log(f"computing the model's features of {len(paths)} images on {device}")
     return features_of_images(params["_workspace"].model, paths, device, ctx), rows, skipped
@@ -53,10 +59,7 @@ def run(ctx, params: dict) -> list:
     ctx.log(f"t-SNE of {len(rows)} rows x {vectors.shape[1] if vectors.ndim == 2 else 0} values, "
             f"dim {params['dim']}, perplexity {params['perplexity']}, seed {params['seed']}")
     embedding = embed(vectors, dim=params["dim"], perplexity=params["perplexity"], seed=params["seed"], reporter=ctx)
-    columns = [[""] * len(table.rows) for _ in range(params["dim"])]
-    for position, row in enumerate(rows):
-        for d in range(params["dim"]):
-            columns[d][row] = f"{float(embedding[position, d]):.6g}"
+    columns = embedding_columns(embedding, rows, len(table.rows))
     path = output_path(ctx, params, (".csv",))
     append_columns_csv(table, tsne_columns(variable, params["dim"]), columns, path)
     ctx.log(f"wrote {path.name}: the input plus {', '.join(tsne_columns(variable, params['dim']))}")

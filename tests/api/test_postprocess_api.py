@@ -14,6 +14,7 @@ from django.core.management import call_command
 from PIL import Image
 from safetensors.numpy import load_file
 
+from nnc_web import storage
 from nnc_web.evaluations.models import Postprocess
 from nnc_web.jobs.models import Job
 from nnc_web.jobs.services import run_job
@@ -186,6 +187,10 @@ def test_post_processing_on_a_dataset_keeps_the_dataset_unchanged(trained):
     assert Image.open(io.BytesIO(read_output(client, base, "tiled_images.png"))).size == (4 * 32, 3 * 32)
     after = sorted(p.name for p in (Run.objects.first().valid_dataset.folder()).rglob("*"))
     assert after == before
+    outputs = storage.dataset_outputs_dir(Run.objects.first().project.owner_id, valid_id)
+    assert (outputs / "tiled_images.png").is_file()
+    assert client.delete(f"/api/datasets/{valid_id}/").status_code == 204
+    assert not outputs.exists() and not Postprocess.objects.filter(dataset_id=valid_id).exists()
 
 
 def test_another_users_run_is_404_on_every_new_endpoint(trained, bob, client_for):

@@ -286,6 +286,23 @@ def test_tsne_of_digits_keeps_neighbourhoods_and_appends_columns(tmp_path, repor
     np.testing.assert_array_equal(np.asarray([row[-2:] for row in written.rows], dtype=np.float32), embedding)
 
 
+def test_tsne_of_many_rows_takes_the_fft_path_and_keeps_classes_apart(reporter):
+    """Above FFT_ROWS the map uses FFT gradients with one interpolation point: still trustworthy, and
+    each digit's points stay together (nearest neighbours in the map share the label)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    digits = load_digits()
+    padded = np.pad(digits.images, ((0, 0), (1, 1), (1, 1)))
+    shifted = np.concatenate([digits.images, padded[:, 2:, 1:-1]]).reshape(-1, 64)  # + moved up a pixel
+    labels = np.concatenate([digits.target, digits.target])
+    pick = np.random.default_rng(0).choice(len(shifted), tsne.FFT_ROWS + 500, replace=False)
+    data, labels = shifted[pick], labels[pick]
+    embedding = tsne.embed(data.astype(np.float32), reporter=reporter)
+    assert trustworthiness(data, embedding, n_neighbors=5) >= 0.99
+    knn = KNeighborsClassifier(5).fit(embedding[::2], labels[::2])
+    assert knn.score(embedding[1::2], labels[1::2]) >= 0.9
+
+
 def test_tsne_in_three_dimensions_and_small_tables(tmp_path, reporter):
     table, data = digits_table(tmp_path / "digits.csv", 60)
     vectors, _, _ = tsne.load_vectors(table, "x", CellResolver(tmp_path, []), reporter)

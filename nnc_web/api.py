@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -62,3 +63,14 @@ def documented(operation: str, response=None, request=None):
         })(cls)
 
     return wrap
+
+
+class ObjectJSONParser(JSONParser):
+    """JSON bodies must be objects: every endpoint reads named fields, so `false`, `[null]` or a bare
+    string is a 400 in the usual error format rather than an AttributeError (500) in a view."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if not isinstance(data, dict):
+            raise exceptions.ParseError("the request body must be a JSON object of fields")
+        return data

@@ -13,6 +13,7 @@ from nnc_web.api import documented, field_errors
 from nnc_web.datasets import imports, selectors, services
 from nnc_web.datasets.serializers import DatasetSerializer, UploadSerializer
 from nnc_web.engine.reporting import UserError
+from nnc_web.selectors import parse_id
 
 MAX_PAGE = 500
 
@@ -58,9 +59,9 @@ class UploadStartView(APIView):
 
     def post(self, request: Request) -> Response:
         try:
-            size = int(request.data.get("size"))
-        except (TypeError, ValueError):
-            return field_errors({"size": "give the file size in bytes"})
+            size = parse_id(request.data.get("size"))
+        except ValueError:
+            return field_errors({"size": "give the file size in bytes (a whole number)"})
         upload = services.start_chunked_upload(request.user, str(request.data.get("filename", "")), size)
         return Response({**UploadSerializer(upload).data, "chunk_size": settings.NNC_UPLOAD_CHUNK_BYTES},
                         status=status.HTTP_201_CREATED)

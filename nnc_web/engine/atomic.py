@@ -15,3 +15,17 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_bundle(folder: Path, tensors: dict, manifest: dict) -> Path:
+    """A model bundle: the weights first, then manifest.json (the "model exists" marker), each
+    replaced whole, so a reader never finds a manifest whose weights are missing or half-written."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    replace_atomically(folder / "weights.safetensors", lambda path: save_file(weights, str(path)))
+    replace_atomically(folder / "manifest.json", lambda path: path.write_text(json.dumps(manifest, indent=1)))
+    return folder

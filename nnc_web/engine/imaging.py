@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.reporting import UserError
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff")
@@ -155,5 +156,7 @@ def cached_thumbnail(source: Path, cache: Path, size: int) -> Path:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(source) as image:
             image.thumbnail((size, size))
-            image.convert("RGB").save(cache, "JPEG", quality=85)
+            small = image.convert("RGB")
+        # Beside, then renamed: a request racing this one never caches half a JPEG.
+        replace_atomically(cache, lambda path: small.save(path, "JPEG", quality=85))
     return cache

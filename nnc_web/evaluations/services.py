@@ -135,8 +135,15 @@ def evaluate_run(run: Run, send: bool = True):
         raise UserError("this run has no trained model yet")
     if run.valid_dataset_id is None:
         raise UserError("the run's validation dataset was deleted")
-    return create_job(run.project.owner, registry.PLUGINS["evaluation"], {}, title=f"Evaluation of run {run.pk}", send=send,
-                      context={"run": run.pk}, result_dir=str(run.folder()))
+    with transaction.atomic():
+        # One writer of output_result.csv at a time: the row lock orders two clicks on Evaluate again.
+        Run.objects.select_for_update().filter(pk=run.pk).first()
+        busy = Job.objects.filter(plugin_id="evaluation", context__run=run.pk,
+                                  state__in=(Job.State.QUEUED, Job.State.RUNNING))
+        if busy.exists() or (run.job is not None and not run.job.finished):
+            raise UserError("this run is being trained or evaluated: wait for that job to end")
+        return create_job(run.project.owner, registry.PLUGINS["evaluation"], {}, title=f"Evaluation of run {run.pk}",
+                          send=send, context={"run": run.pk}, result_dir=str(run.folder()))
 
 
 def set_threshold(run: Run, value) -> Run:

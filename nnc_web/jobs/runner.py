@@ -5,6 +5,7 @@ import logging
 import traceback
 from pathlib import Path
 
+from django.db import transaction
 from django.utils import timezone
 
 from nnc_web import storage
@@ -26,31 +27,50 @@ def run_job(job_id: int) -> None:
         state=State.RUNNING, started_at=now, heartbeat_at=now)
     if not started:
         return  # cancelled while queued, or already run by another delivery
-    job = Job.objects.select_related("owner").get(pk=job_id)
-    workdir = Path(job.result_dir) if job.result_dir else storage.jobs_dir(job.owner_id) / str(job.pk)
-    Job.objects.filter(pk=job_id).update(result_dir=str(workdir))
-    record_event(job_id, "state", {"state": State.RUNNING})
-    ctx = JobContext(job, workdir)
-    ctx.start_heartbeat()
+    ctx = None
     try:
+        job = Job.objects.select_related("owner").get(pk=job_id)
+        workdir = Path(job.result_dir) if job.result_dir else storage.jobs_dir(job.owner_id) / str(job.pk)
+        Job.objects.filter(pk=job_id).update(result_dir=str(workdir))
+        record_event(job_id, "state", {"state": State.RUNNING})
+        ctx = JobContext(job, workdir)
+        ctx.start_heartbeat()
         plugin = registry.get(job.plugin_id)
         ctx.log(f"{plugin.title}: started")
         params = plugin.resolve(job.owner, job.params, job.context)
         result = plugin.run(ctx, params)
-        plugin.complete(job, result)
         ctx.close()
-        record_event(job_id, "log", {"line": "worker done"})
-        finish_job(job_id, State.SUCCEEDED)
+        _complete(job, plugin, result)
     except JobCancelled:
-        ctx.close()
-        record_event(job_id, "log", {"line": "cancelled"})
-        finish_job(job_id, State.CANCELLED, "cancelled by the user")
+        _end(ctx, job_id, State.CANCELLED, "cancelled by the user", "cancelled")
     except UserError as exc:
-        ctx.close()
-        record_event(job_id, "log", {"line": f"error: {exc}"})
-        finish_job(job_id, State.FAILED, str(exc))
+        _end(ctx, job_id, State.FAILED, str(exc), f"error: {exc}")
     except Exception as exc:  # noqa: BLE001 - a bug must end the job, not the worker
-        ctx.close()
         logger.error("job %s crashed:\n%s", job_id, traceback.format_exc())
-        record_event(job_id, "log", {"line": f"error: internal error ({type(exc).__name__}); see the worker log"})
-        finish_job(job_id, State.FAILED, f"internal error: {type(exc).__name__}")
+        _end(ctx, job_id, State.FAILED, f"internal error: {type(exc).__name__}",
+             f"error: internal error ({type(exc).__name__}); see the worker log")
+
+
+def _complete(job: Job, plugin, result) -> None:
+    """Register what the job made and mark it succeeded, together and only while it is still this
+    worker's: a job the reaper gave up on ("worker lost") or the user cancelled registers nothing."""
+    with transaction.atomic():
+        current = Job.objects.select_for_update().filter(pk=job.pk).values("state", "cancel_requested").first()
+        if current is None or current["state"] != State.RUNNING:
+            logger.warning("job %s finished after it was marked %s; its results were not registered",
+                           job.pk, current and current["state"])
+            return
+        if current["cancel_requested"]:
+            raise JobCancelled("cancelled by the user")
+        plugin.complete(job, result)
+        record_event(job.pk, "log", {"line": "worker done"})
+        finish_job(job.pk, State.SUCCEEDED, expect=State.RUNNING)
+
+
+def _end(ctx: JobContext | None, job_id: int, state: str, message: str, line: str) -> None:
+    """The last log line, then the final state (readers that see the state have every line)."""
+    if ctx is not None:
+        ctx.close()
+    if Job.objects.filter(pk=job_id, state=State.RUNNING).exists():
+        record_event(job_id, "log", {"line": line})
+    finish_job(job_id, state, message, expect=State.RUNNING)

@@ -41,12 +41,13 @@ def enqueue(job: Job) -> None:
 
 def cancel_job(job: Job) -> Job:
     """Queued jobs end at once; running ones are asked to stop and end at their next check."""
-    if job.state == State.QUEUED:
-        Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-        if finish_job(job.pk, State.CANCELLED, "cancelled before it started"):
-            record_event(job.pk, "log", {"line": "cancelled before it started"})
-    elif job.state == State.RUNNING:
-        Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    if job.state not in (State.QUEUED, State.RUNNING):
+        return job
+    # The flag first: a worker that starts from now on sees it and does not run the job.
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    if finish_job(job.pk, State.CANCELLED, "cancelled before it started", expect=State.QUEUED):
+        record_event(job.pk, "log", {"line": "cancelled before it started"})
+    else:  # running (perhaps only just started): its worker stops at its next check
         record_event(job.pk, "log", {"line": "cancel requested"})
     job.refresh_from_db()
     return job
@@ -57,6 +58,6 @@ def reap_lost_jobs() -> list[int]:
     limit = timezone.now() - timedelta(seconds=settings.NNC_HEARTBEAT_GRACE_SECONDS)
     lost = list(Job.objects.filter(state=State.RUNNING, heartbeat_at__lt=limit).values_list("pk", flat=True))
     for job_id in lost:
-        if finish_job(job_id, State.FAILED, "worker lost"):
+        if finish_job(job_id, State.FAILED, "worker lost", expect=State.RUNNING):
             record_event(job_id, "log", {"line": "worker lost: the job stopped sending heartbeats"})
     return lost

@@ -27,7 +27,7 @@ RESNET50_PLUGIN = register(Plugin(
                 "Learning for Image Recognition (He et al., 2016).",
     params=(
         Param("input_size", "int", 224, min=4, max=1024, help="images are resized to this square size"),
-        Param("learning_rate", "float", 0.001, min=0.0, help="AdamW's initial learning rate"),
+        Param("learning_rate", "float", 0.001, min=1e-8, max=10.0, help="AdamW's initial learning rate"),
         Param("per_device_train_batch_size", "int", 16, min=2, max=4096, help="training batch size"),
         Param("per_device_eval_batch_size", "int", 16, min=1, max=4096, help="evaluation batch size"),
         Param("num_train_epochs", "int", 3, min=1, max=10_000, help="epochs"),

@@ -5,6 +5,7 @@ calls the engine. `complete(job, result)` registers what the run produced (datas
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,19 +80,27 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+INT_LIMIT = 2**53  # whole numbers beyond this lose precision as JSON floats; no parameter needs them
+
+
 def _to_number(value: Any, kind: type) -> int | float:
+    """A finite number (no inf, nan or 1e400); whole numbers for int parameters."""
     if isinstance(value, bool):
         raise ValueError("must be a number")
     try:
-        number = float(value) if isinstance(value, str) else value
+        number = float(value.strip()) if isinstance(value, str) else value
         if not isinstance(number, int | float):
             raise TypeError
     except (TypeError, ValueError):
         raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
     if kind is int:
-        if float(number) != int(float(number)):
+        if abs(number) > INT_LIMIT:
+            raise ValueError(f"must be between -{INT_LIMIT} and {INT_LIMIT}")
+        if float(number) != int(number):
             raise ValueError("must be a whole number")
-        return int(float(number))
+        return int(number)
     return float(number)
 
 
@@ -119,7 +128,7 @@ def _clean_file(value: Any, user, trusted: bool) -> dict:
         return {"import": str(value["import"])}
     if isinstance(value, dict):
         value = value.get("upload", value.get("path"))
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit()):
         upload = Upload.objects.filter(pk=int(value), owner=user).first()
         if upload is None:
             raise ValueError("no such upload")
@@ -174,10 +183,11 @@ def _clean_model(value: Any, trusted: bool, workspace: Workspace | None) -> str 
 
 def _clean_dataset(value: Any, user) -> int:
     from nnc_web.datasets.models import Dataset
+    from nnc_web.selectors import parse_id
 
     try:
-        dataset_id = int(value)
-    except (TypeError, ValueError):
+        dataset_id = parse_id(value)
+    except ValueError:
         raise ValueError("must be a dataset id") from None
     if not Dataset.objects.filter(pk=dataset_id, owner=user).exists():
         raise ValueError("no such dataset")

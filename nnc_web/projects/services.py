@@ -8,8 +8,10 @@ from pathlib import Path
 from django.http import Http404
 
 from nnc_web.datasets.selectors import dataset_of
+from nnc_web.engine.atomic import replace_atomically
 from nnc_web.projects.config import clean_config
 from nnc_web.projects.models import Project, Run
+from nnc_web.selectors import parse_id
 
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -26,7 +28,7 @@ def create_project(owner, name: str, description: str = "", train_dataset: int |
         if value in (None, ""):
             continue
         try:
-            datasets[field] = dataset_of(owner, int(value))
+            datasets[field] = dataset_of(owner, parse_id(value))
         except (Http404, TypeError, ValueError):
             errors[field] = "no such dataset"
     if errors:
@@ -48,7 +50,7 @@ def update_project(project: Project, data: dict) -> dict[str, str]:
         if field in data:
             value = data[field]
             try:
-                setattr(project, field, dataset_of(project.owner, int(value)) if value not in (None, "") else None)
+                setattr(project, field, dataset_of(project.owner, parse_id(value)) if value not in (None, "") else None)
             except (Http404, TypeError, ValueError):
                 errors[field] = "no such dataset"
     if "description" in data:
@@ -67,6 +69,8 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
     plugin = PLUGINS.get(plugin_id)
     if plugin is None or plugin.kind != "training":
         return None, {"plugin": f"unknown training plugin {plugin_id!r}"}
+    if not isinstance(raw_params, dict):
+        return None, {"params": "must be an object of parameter values"}
     errors = {}
     if project.train_dataset_id is None:
         errors["train_dataset"] = "choose the training dataset of the project first"
@@ -124,7 +128,7 @@ def export_run(run: Run, export_format: str) -> Path:
             raise UserError("TorchScript and ONNX export are for image classifiers; download the model bundle")
         model, manifest = load_bundle(folder)
         exporter = export_torchscript if export_format == "torchscript" else export_onnx
-        exporter(model, manifest["input_size"], target)
+        replace_atomically(target, lambda path: exporter(model, manifest["input_size"], path))
     return target
 
 

@@ -259,3 +259,65 @@ def test_heartbeat_survives_database_errors(alice, counting_plugin, settings, mo
     ctx._heartbeat_stop.set()
     ctx._heartbeat.join(5)
     assert len(calls) >= 2
+
+
+@pytest.fixture
+def racing_plugin():
+    """A plugin whose run() lets the test act at the last moment, before the job completes."""
+    registered = []
+
+    def run(ctx, params):
+        params_hook = RACES[params["race"]]
+        params_hook(Job.objects.get(pk=ctx.job_id))
+        return ["made"]
+
+    plugin = Plugin(id="test_racing", kind="postprocess", title="Racing", description="test",
+                    params=(Param("race", "text", "none"),), runner=run,
+                    completer=lambda job, result: registered.append((job.pk, result)))
+    registry.PLUGINS[plugin.id] = plugin
+    yield plugin, registered
+    registry.PLUGINS.pop(plugin.id)
+
+
+def _reaped(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.reap_lost_jobs() == [job.pk]
+
+
+RACES = {"none": lambda job: None, "reaped": _reaped, "cancelled": lambda job: services.cancel_job(job)}
+
+
+def test_a_job_reaped_as_lost_registers_nothing_when_its_worker_finishes_anyway(alice, racing_plugin):
+    plugin, registered = racing_plugin
+    job = make_job(alice, plugin, race="reaped")
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "failed" and job.message == "worker lost" and registered == []
+    assert "worker done" not in lines(job)
+
+
+def test_a_job_cancelled_while_finishing_is_cancelled_and_registers_nothing(alice, racing_plugin):
+    plugin, registered = racing_plugin
+    job = make_job(alice, plugin, race="cancelled")
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "cancelled" and registered == [] and lines(job)[-1] == "cancelled"
+    finished = make_job(alice, plugin, race="none")
+    services.run_job(finished.pk)
+    assert Job.objects.get(pk=finished.pk).state == "succeeded" and registered == [(finished.pk, ["made"])]
+
+
+def test_cancelling_a_job_that_has_just_started_asks_its_worker_instead_of_ending_it(alice, counting_plugin):
+    job = make_job(alice, counting_plugin, steps=2)
+    Job.objects.filter(pk=job.pk).update(state="running")  # a worker took it after the page was read
+    services.cancel_job(job)  # job still says queued here
+    job.refresh_from_db()
+    assert job.state == "running" and job.cancel_requested and lines(job)[-1] == "cancel requested"
+
+
+def test_setup_failures_end_the_job_instead_of_leaving_it_running(alice, counting_plugin, monkeypatch):
+    job = make_job(alice, counting_plugin)
+    monkeypatch.setattr("nnc_web.jobs.runner.JobContext", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "failed" and job.message == "internal error: OSError"

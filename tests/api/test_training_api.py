@@ -222,6 +222,8 @@ def test_evaluate_again_rewrites_the_results(project):
     (folder / "output_result.csv").unlink()
     before = client.get(f"/api/runs/{run['id']}/").json()["metrics"]
     job = client.post(f"/api/runs/{run['id']}/evaluate/").json()
+    second = client.post(f"/api/runs/{run['id']}/evaluate/")  # a second click while the first is queued
+    assert second.status_code == 400 and "being trained or evaluated" in second.json()["detail"]
     run_job(job["id"])
     assert Job.objects.get(pk=job["id"]).state == "succeeded"
     assert (folder / "output_result.csv").exists()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from nnc_web.engine.anomaly.model import AnomalyModel
 from nnc_web.engine.anomaly.padim import Padim
 from nnc_web.engine.anomaly.patchcore import Patchcore
+from nnc_web.engine.atomic import write_bundle
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.training.bundle import FORMAT
@@ -23,9 +24,7 @@ def save_anomaly_bundle(folder: Path, model: AnomalyModel, extra: dict) -> Path:
     spec = get_backbone(model.backbone_id)
     manifest = {"format": FORMAT, "architecture": model.method, **model.settings(),
                 "normalization": {"mean": list(spec.mean), "std": list(spec.std)}, **extra}
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state().items()}, str(folder / "weights.safetensors"))
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return folder
+    return write_bundle(folder, model.state(), manifest)
 
 
 def is_anomaly_bundle(manifest: dict) -> bool:

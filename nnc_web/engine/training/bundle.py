@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from nnc_web.engine.atomic import write_bundle
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.training.model import TransferClassifier
@@ -22,10 +23,7 @@ def save_bundle(folder: Path, model: TransferClassifier, backbone_id: str, class
                 "class_names": class_names, "num_classes": model.head.out_features, "input_size": input_size,
                 "normalization": {"mean": list(spec.mean), "std": list(spec.std)}, "training": training,
                 "datasets": dataset_ids}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(folder / "weights.safetensors"))
-    return folder
+    return write_bundle(folder, model.state_dict(), manifest)
 
 
 def load_bundle(folder: Path, device: str = "cpu") -> tuple[TransferClassifier, dict]:

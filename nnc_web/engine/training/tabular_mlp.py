@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nnc_web.engine.atomic import write_bundle
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
 from nnc_web.engine.training.evaluation import classification_metrics
@@ -159,8 +160,7 @@ def save_tabular_bundle(folder: Path, model: TabularMLP, data: TabularData, sett
     manifest = {"format": FORMAT, "architecture": "tabular_mlp", "inputs": int(data.x.shape[1]),
                 "outputs": model.net[-1].out_features, "class_names": data.class_names,
                 "input_header": [h for h in data.header if parse_header_cell(h).name == "x"], "training": settings}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    write_bundle(folder, model.state_dict(), manifest)
 
 
 def load_tabular_bundle(folder: Path) -> tuple[TabularMLP, dict]:

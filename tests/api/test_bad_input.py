@@ -1,0 +1,61 @@
+"""Bad input is a 400 in the usual error shape, never a 500: bodies that are not JSON objects,
+numbers that are not finite or not whole, booleans and floats where ids belong."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnc_web.jobs.models import Job
+from tests.api.helpers import create_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(alice, client_for):
+    return client_for(alice)
+
+
+@pytest.mark.parametrize("body", ["false", "[null]", '"a string"', "3", "null"])
+@pytest.mark.parametrize("url", ["/api/jobs/", "/api/uploads/start/", "/api/projects/"])
+def test_a_body_that_is_not_an_object_is_a_400(client, url, body):
+    response = client.post(url, data=body, content_type="application/json")
+    assert response.status_code == 400, (url, body, response.content)
+    assert response.json()["detail"] == "the request body must be a JSON object of fields"
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "nan", "NaN", 1e308 * 10])
+def test_numbers_must_be_finite(client, value):
+    response = client.post("/api/jobs/", data=json.dumps({"plugin": "image_classification", "params": {
+        "source": 1, "width": value, "ratio1": value}}).replace("Infinity", "1e400"),
+        content_type="application/json")
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert errors["width"] == ["must be a finite number"] and errors["ratio1"] == ["must be a finite number"]
+    assert not Job.objects.exists()
+
+
+def test_ids_are_whole_numbers_not_booleans_or_floats(client, tmp_path):
+    create_dataset(client, tmp_path)  # upload 1 and datasets exist: `true` must not pick them
+    job = client.post("/api/jobs/", {"plugin": "image_classification", "params": {"source": True}}, format="json")
+    assert job.status_code == 400 and job.json()["errors"]["source"] == ["choose an uploaded file"]
+    size = client.post("/api/uploads/start/", {"filename": "a.zip", "size": 1.5}, format="json")
+    assert size.status_code == 400 and "whole number" in size.json()["errors"]["size"][0]
+    for value in (True, 1.0, 1e300, "1e400"):
+        project = client.post("/api/projects/", {"name": f"p{abs(hash(str(value)))}", "train_dataset": value},
+                              format="json")
+        assert project.status_code == 400 and project.json()["errors"]["train_dataset"] == ["no such dataset"]
+
+
+def test_run_params_must_be_an_object_and_rates_in_range(client, tmp_path):
+    _, (train_id, valid_id) = create_dataset(client, tmp_path)
+    project = client.post("/api/projects/", {"name": "p", "train_dataset": train_id, "valid_dataset": valid_id},
+                          format="json").json()
+    url = f"/api/projects/{project['id']}/runs/"
+    for params in (["input_size"], "input_size=32"):
+        response = client.post(url, {"plugin": "transfer_learning", "params": params}, format="json")
+        assert response.status_code == 400 and response.json()["errors"]["params"], response.content
+    huge = client.post(url, {"plugin": "resnet50_classification", "params": {"learning_rate": 1e308}},
+                       format="json")
+    assert huge.status_code == 400 and huge.json()["errors"]["learning_rate"] == ["must be at most 10"]

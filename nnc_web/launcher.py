@@ -105,7 +105,7 @@ class Stack:
         data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         args = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--loglevel", "warning",
                 "--protected-mode", "yes"]
         self.spawn("redis", args, dict(os.environ))
         url = f"redis://127.0.0.1:{port}/0"
@@ -211,7 +211,6 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
     from django.conf import settings
     from django.core.management import call_command
 
-    from nnc_web.jobs.services import reap_lost_jobs
 
     data_dir = config.data_dir()
     run_dir = data_dir / "run"
@@ -253,6 +252,15 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
     if ready_file is not None:
         ready_file.write_text(json.dumps({"url": url, "redis_url": stack.redis_url,
                                           "pids": {c.name: c.process.pid for c in stack.children}}))
+    import redis
+
+    from nnc_web.datasets.services import clean_abandoned_uploads
+    from nnc_web.jobs.broker import JobSender, held_job_ids
+    from nnc_web.jobs.services import reap_lost_jobs, resend_lost_queued
+
+    broker = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
+    send = JobSender(stack.redis_url)
+    first_pass = True
     code = 0
     next_reap = 0.0
     reap_every = min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
@@ -267,7 +275,14 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
             next_reap = time.monotonic() + reap_every
             try:
                 reap_lost_jobs()
-            except Exception as exc:  # noqa: BLE001 - a busy DB must not stop the studio
+                # Queued jobs the broker lost (a restart, a failed send) go out again; the first pass
+                # (right after start-up) takes every one, later passes those queued for a while.
+                resent = resend_lost_queued(held_job_ids(broker), 0 if first_pass else 30, send)
+                if resent:
+                    out.write(f"sent queued jobs again: {', '.join(map(str, resent))}\n")
+                first_pass = False
+                clean_abandoned_uploads(settings.NNC_UPLOAD_ABANDONED_HOURS)
+            except Exception as exc:  # noqa: BLE001 - a busy DB or broker must not stop the studio
                 out.write(f"reaper: {exc}\n")
     out.write("stopping...\n")
     stack.stop()

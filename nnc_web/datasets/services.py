@@ -97,6 +97,21 @@ def save_upload(owner, filename: str, stream: BinaryIO) -> Upload:
     return upload
 
 
+def clean_abandoned_uploads(max_age_hours: float) -> int:
+    """Remove chunked uploads that stopped arriving (no chunk for `max_age_hours`); returns how many."""
+    import time
+
+    limit = time.time() - max_age_hours * 3600
+    removed = 0
+    for upload in Upload.objects.filter(state=Upload.State.UPLOADING):
+        path = upload.absolute_path()
+        last = path.stat().st_mtime if path.exists() else upload.created_at.timestamp()
+        if last < limit:
+            _discard(upload)
+            removed += 1
+    return removed
+
+
 def start_chunked_upload(owner, filename: str, size: int) -> Upload:
     if size <= 0:
         raise UserError("the file is empty")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import traceback
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def run_job(job_id: int) -> None:
     if not started:
         return  # cancelled while queued, or already run by another delivery
     ctx = None
+    workdir = None
     try:
         job = Job.objects.select_related("owner").get(pk=job_id)
         workdir = Path(job.result_dir) if job.result_dir else storage.jobs_dir(job.owner_id) / str(job.pk)
@@ -49,6 +51,9 @@ def run_job(job_id: int) -> None:
         logger.error("job %s crashed:\n%s", job_id, traceback.format_exc())
         _end(ctx, job_id, State.FAILED, f"internal error: {type(exc).__name__}",
              f"error: internal error ({type(exc).__name__}); see the worker log")
+    finally:
+        if workdir is not None and workdir.name == str(job_id):  # the job's own folder (not a run's)
+            shutil.rmtree(workdir / "source", ignore_errors=True)  # an extracted archive: needed only while it runs
 
 
 def _complete(job: Job, plugin, result) -> None:

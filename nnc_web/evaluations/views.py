@@ -131,7 +131,8 @@ class TableSaveView(TargetView):
     def post(self, request: Request, **kwargs) -> Response:
         workspace, run, _ = self.workspace(request, kwargs)
         rows = request.data.get("rows")
-        if rows is not None and (not isinstance(rows, list) or not all(isinstance(i, int) for i in rows)):
+        if rows is not None and (not isinstance(rows, list) or
+                                 not all(isinstance(i, int) and not isinstance(i, bool) for i in rows)):
             return field_errors({"rows": "must be a list of row indices"})
         default = EVALUATION_CSV if run else next(iter(workspace.csvs))
         result = services.save_rows(workspace, str(request.data.get("csv") or default),
@@ -161,12 +162,15 @@ class CellImageView(TargetView):
         workspace, _, _ = self.workspace(request, kwargs)
         cell = request.query_params.get("path", "")
         try:
-            path = (services.cell_thumbnail(workspace, request.user.pk, cell) if request.query_params.get("thumb")
-                    else services.cell_file(workspace, cell))
+            if request.query_params.get("thumb"):
+                path, content_type = services.cell_thumbnail(workspace, request.user.pk, cell), "image/jpeg"
+            else:
+                path, content_type = services.cell_file(workspace, cell)
         except (UserError, OSError, ValueError) as exc:  # escaping paths look like missing files
             raise Http404 from exc
-        response = FileResponse(open(path, "rb"))
+        response = FileResponse(open(path, "rb"), content_type=content_type)
         response["Cache-Control"] = "private, max-age=3600"
+        response["Content-Security-Policy"] = "sandbox"  # whatever the bytes are, no script runs from them
         return response
 
 
@@ -179,7 +183,9 @@ class OutputFileView(TargetView):
             path = services.output_file(workspace, relative)
         except (UserError, OSError) as exc:
             raise Http404 from exc
-        return FileResponse(open(path, "rb"), as_attachment=True)
+        response = FileResponse(open(path, "rb"), as_attachment=True)
+        response["Content-Security-Policy"] = "sandbox"
+        return response
 
 
 class PlotView(TargetView):

@@ -48,8 +48,9 @@ def run_workspace(run: Run) -> Workspace:
 
 def dataset_workspace(dataset: Dataset) -> Workspace:
     folder = storage.dataset_outputs_dir(dataset.owner_id, dataset.pk)
-    csvs = {dataset.csv_name: dataset.csv_path(),
-            **_csvs_in(folder, _output_paths(Postprocess.objects.filter(dataset=dataset)))}
+    outputs = _csvs_in(folder, _output_paths(Postprocess.objects.filter(dataset=dataset)))
+    outputs.pop(dataset.csv_name, None)  # never shadows the dataset's own CSV (new outputs avoid the name)
+    csvs = {dataset.csv_name: dataset.csv_path(), **outputs}
     return Workspace(folder=folder, roots=(folder, dataset.folder(), storage.user_dir(dataset.owner_id)),
                      csvs=csvs, url_base=f"/api/datasets/{dataset.pk}")
 

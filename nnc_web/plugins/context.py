@@ -59,6 +59,16 @@ def register_resolver(key: str, resolver: Resolver) -> None:
     RESOLVERS[key] = resolver
 
 
+Recorder = Callable[[Any, Any], None]
+RECORDERS: dict[str, Recorder] = {}
+
+
+def register_recorder(kind: str, recorder: Recorder) -> None:
+    """`recorder(job, result)`: how the app that owns `kind` of result registers it (post-processing
+    outputs), so plugin modules never import the apps that use them."""
+    RECORDERS[kind] = recorder
+
+
 def resolve_context(user, context: dict | None) -> dict:
     extra: dict = {}
     for key, resolver in RESOLVERS.items():

@@ -56,5 +56,5 @@ def run(ctx, params: dict) -> dict:
 PLUGIN = register(Plugin(
     id="evaluation", kind="postprocess", title="Evaluation", hidden=True,
     description="Evaluates a run's model over its validation dataset again.",
-    params=(), runner=run, completer=complete,
+    params=(), runner=run, completer=complete, uses_model=lambda params: True,
 ))

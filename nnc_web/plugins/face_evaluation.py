@@ -13,6 +13,7 @@ from nnc_web.plugins.postprocess import (
     output_param,
     output_path,
     record_outputs,
+    reserve_beside,
     resolver_for,
 )
 from nnc_web.plugins.registry import Plugin, register
@@ -25,14 +26,15 @@ def run(ctx, params: dict) -> list:
     rows = evaluate_faces(table, resolver_for(params, params["input"]), ctx, max_pixels())
     path = output_path(ctx, params, (".csv",))
     write_csv(path, HEADER, rows)
-    itas = []
+    itas: list[float | str] = []  # the histogram also counts the images without exactly one face
     for row in rows:
         try:
             itas.append(float(row[1]))
         except ValueError:
-            pass
-    ctx.log(f"{len(itas)} of {len(rows)} images with one face; written to {path.name}")
-    histogram = path.with_name(path.stem + "_histogram.bokeh.json")
+            itas.append(row[1])
+    faces = sum(1 for value in itas if not isinstance(value, str))
+    ctx.log(f"{faces} of {len(rows)} images with one face; written to {path.name}")
+    histogram = reserve_beside(ctx, params, path.stem + "_histogram.bokeh.json", (".bokeh.json",))
     histogram.write_text(json.dumps({"item": ita_histogram_item(itas), "csv": None}))
     return [path, histogram]
 

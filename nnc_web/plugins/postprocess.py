@@ -15,7 +15,7 @@ from django.conf import settings
 
 from nnc_web.engine.analysis.outputs import reserve_output
 from nnc_web.engine.analysis.table import CellResolver
-from nnc_web.plugins.context import Workspace
+from nnc_web.plugins.context import RECORDERS, Workspace
 from nnc_web.plugins.registry import NAME_PATTERN, Param
 
 
@@ -42,10 +42,20 @@ def output_errors(params: dict, *suffixes: str) -> dict[str, str]:
 
 def output_path(ctx, params: dict, suffixes: tuple[str, ...]) -> Path:
     """The file to write for `output`, never over an earlier one (logged when renamed)."""
-    path = reserve_output(ctx.workdir, params["output"], suffixes)
+    path = reserve_output(ctx.workdir, params["output"], suffixes, taken=taken_names(params["_workspace"]))
     if path.name != params["output"]:
         ctx.log(f"{params['output']} exists: writing {path.name}")
     return path
+
+
+def taken_names(workspace: Workspace) -> set[str]:
+    """Names listed beside the outputs that live elsewhere (a dataset's own CSV): never reused."""
+    return {name for name, path in workspace.csvs.items() if path.parent != workspace.folder}
+
+
+def reserve_beside(ctx, params: dict, name: str, suffixes: tuple[str, ...]) -> Path:
+    """A second file of one output (e.g. its histogram), reserved like the first."""
+    return reserve_output(ctx.workdir, name, suffixes, taken=taken_names(params["_workspace"]))
 
 
 def resolver_for(params: dict, csv_path: Path) -> CellResolver:
@@ -80,6 +90,5 @@ def user_root(workspace: Workspace) -> Path | None:
 
 
 def record_outputs(job, produced: list[Path]) -> None:
-    from nnc_web.evaluations.services import record_outputs as record
-
-    record(job, produced)
+    """The completer of every post-processing plugin (the evaluations app registers how)."""
+    RECORDERS["postprocess"](job, produced)

@@ -268,6 +268,9 @@ class Plugin:
         exact = {cell.strip() for cell in header}
         errors = {}
         for param in variable_params:
+            if params[param.name] in param.extras and workspace is not None and workspace.model is None:
+                errors[param.name] = f"{params[param.name]} comes from a trained model: use it on a training run"
+                continue
             names = [n.strip() for n in str(params[param.name]).split(",")] if param.multiple else [params[param.name]]
             missing = [n for n in names if n and n not in known and n not in exact and n not in param.extras]
             if missing:

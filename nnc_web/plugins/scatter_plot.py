@@ -6,6 +6,7 @@ import json
 
 from nnc_web.engine.analysis.scatter import column_values, scatter_item
 from nnc_web.engine.analysis.table import is_image_cell, load_table
+from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.plugins.postprocess import (
     display_cell,
     image_url,
@@ -45,13 +46,15 @@ def run(ctx, params: dict) -> list:
         if image_at is not None and workspace.url_base:
             thumbs = [image_url(workspace.url_base, display_cell(r[image_at], root), True) for r in table.rows]
         shown = [i for i in range(len(table.header)) if i != image_at][:HOVER_COLUMNS]
-        hover = {table.header[i]: [display_cell(r[i], root) if i < len(r) else "" for r in table.rows] for i in shown}
+        hover = {table.header[i].split(":")[0]: [display_cell(r[i], root) if i < len(r) else "" for r in table.rows]
+                 for i in shown}
     # Axis titles name the columns used, without their labels and class lists (`y:label;0;1` -> `y`).
     x, x_label = series["x"][0], series["x"][1].split(":")[0]
     y, y_label = series["y"][0], series["y"][1].split(":")[0]
     c, c_label = (series["c"][0], series["c"][1].split(":")[0]) if "c" in series else (None, None)
+    classes = list(parse_header_cell(series["c"][1]).classes) if "c" in series else []
     item = scatter_item(x, y, c, x_label=x_label, y_label=y_label, c_label=c_label, width=params["width"],
-                        height=params["height"], rows=rows, thumbs=thumbs, hover=hover)
+                        height=params["height"], rows=rows, thumbs=thumbs, hover=hover, c_classes=classes or None)
     path = output_path(ctx, params, (".bokeh.json",))
     path.write_text(json.dumps({"item": item, "csv": _csv_name(params)}))
     ctx.log(f"{len(rows)} points plotted ({x_label} against {y_label}" + (f", colour {c_label})" if c_label else ")"))

@@ -44,7 +44,9 @@ def _model_features(ctx, params: dict, table, resolver) -> tuple[np.ndarray, lis
             skipped.append(f"line {index + 2}: {exc}")  # as load_vectors says it: the CSV's line number
     device = resolve_device("auto")
     ctx.log(f"computing the model's features of {len(paths)} images on {device}")
-    return features_of_images(params["_workspace"].model, paths, device, ctx), rows, skipped
+    features, kept, unreadable = features_of_images(params["_workspace"].model, paths, device, ctx,
+                                                    max_pixels=max_pixels())
+    return features, [rows[i] for i in kept], skipped + unreadable
 
 
 def run(ctx, params: dict) -> list:
@@ -58,7 +60,8 @@ def run(ctx, params: dict) -> list:
     log_list(ctx, "skipped ", skipped)
     ctx.log(f"t-SNE of {len(rows)} rows x {vectors.shape[1] if vectors.ndim == 2 else 0} values, "
             f"dim {params['dim']}, perplexity {params['perplexity']}, seed {params['seed']}")
-    embedding = embed(vectors, dim=params["dim"], perplexity=params["perplexity"], seed=params["seed"], reporter=ctx)
+    embedding = embed(vectors, dim=params["dim"], perplexity=params["perplexity"], seed=params["seed"], reporter=ctx,
+                      source=params["input"].name)
     columns = embedding_columns(embedding, rows, len(table.rows))
     path = output_path(ctx, params, (".csv",))
     append_columns_csv(table, tsne_columns(variable, params["dim"]), columns, path)

@@ -166,3 +166,33 @@ def test_threshold_belongs_to_the_runs_owner(anomaly_project, bob, client_for):
     other = client_for(bob)
     assert other.post(f"/api/runs/{run['id']}/threshold/", {"threshold": 1}, format="json").status_code == 404
     assert other.get(f"/api/runs/{run['id']}/results/").status_code == 404
+
+
+def test_output_table_filters_by_the_threshold_and_parameter_stats_read_anomaly_bundles(anomaly_project):
+    import pandas as pd
+    from safetensors.numpy import load_file
+
+    client, project_id, _ = anomaly_project
+    for plugin, params in (("padim", {"gaussian": "single"}), ("patchcore", {"sample_ratio": 0.02})):
+        run = start(client, project_id, plugin, **params)
+        base = f"/api/runs/{run['id']}"
+        scores = pd.read_csv(Run.objects.get(pk=run["id"]).folder() / "output_result.csv")["y'"].to_numpy()
+        page = client.get(f"{base}/table/?limit=50").json()
+        assert page["filters"]["anomaly"] and page["threshold"] == pytest.approx(run["metrics"]["threshold"])
+        cut = float(np.median(scores))
+        flagged = client.get(f"{base}/table/?limit=50&threshold={cut}&flagged=1").json()
+        passed = client.get(f"{base}/table/?limit=50&threshold={cut}&flagged=0").json()
+        assert [r["index"] for r in flagged["rows"]] == [i for i, s in enumerate(scores) if s >= cut]
+        assert [r["index"] for r in passed["rows"]] == [i for i, s in enumerate(scores) if s < cut]
+
+        job = client.post(f"{base}/postprocess/", {"plugin": "parameter_stats", "params": {}}, format="json").json()
+        run_job(job["job"])
+        assert Job.objects.get(pk=job["job"]).state == "succeeded", Job.objects.get(pk=job["job"]).message
+        stats = pd.read_csv(Run.objects.get(pk=run["id"]).folder() / "parameter_stats.csv")
+        tensors = load_file(Run.objects.get(pk=run["id"]).folder() / "model" / "weights.safetensors")
+        assert sorted(stats["name"]) == sorted(tensors)
+        for name, values in tensors.items():
+            row = stats[stats["name"] == name].iloc[0]
+            values = values.astype(np.float64)
+            assert row["size"] == values.size and row["max"] == pytest.approx(values.max())
+            assert row["stdev"] == pytest.approx(values.std(ddof=0), rel=1e-9, abs=1e-12)

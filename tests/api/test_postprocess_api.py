@@ -240,3 +240,40 @@ def test_saved_rows_become_a_dataset_with_their_images(trained):
     original = output_frame(run)[output_frame(run).columns[0]][7]
     copied = client.get(f"/api/datasets/{job['datasets'][0]['id']}/files/{rows['rows'][2]['cells'][0][2:]}")
     assert b"".join(copied.streaming_content) == open(original, "rb").read()
+
+
+def test_review_findings_stay_fixed(trained, settings):
+    """Server paths never reach job logs; a dataset's CSV is never shadowed; only real image files are
+    served, as images, within the pixel cap; a computed variable needs a model; outputs never overwrite."""
+    client, run, valid_id = trained
+    base = f"/api/runs/{run.pk}"
+    frame = output_frame(run)
+    client.post(f"{base}/table/save/", {"name": "three", "rows": [0, 3, 5]}, format="json")
+    (open(frame[frame.columns[0]][3], "wb")).write(b"damaged")  # one image of the dataset breaks
+    tiles = postprocess(client, base, "tile_images", input="three.csv", num_column=3)
+    log = [e.data["line"] for e in Job.objects.get(pk=tiles["job"]).events.filter(kind="log")]
+    skipped = [line for line in log if line.startswith("skipped")]
+    assert len(skipped) == 1 and skipped[0].startswith("skipped datasets/") and "not a readable image" in skipped[0]
+    assert not any(str(settings.DATA_DIR) in line for line in log)
+
+    (run.folder() / "evil.png.html").write_text("<script>alert(1)</script>")
+    assert client.get(f"{base}/image/?path=evil.png.html").status_code == 404
+    image = client.get(f"{base}/image/?path={page_cell(client, base)}")
+    assert image["Content-Type"] == "image/png" and image["Content-Security-Policy"] == "sandbox"
+    settings.NNC_MAX_IMAGE_PIXELS = 100  # every image is now "too large": no thumbnail, no 500
+    assert client.get(f"{base}/image/?path={page_cell(client, base, 1)}&thumb=1").status_code == 404
+
+    dataset = f"/api/datasets/{valid_id}"
+    saved = client.post(f"{dataset}/table/save/", {"name": "valid", "rows": [0]}, format="json").json()
+    assert saved["name"] == "valid_1.csv"
+    listed = {c["name"]: c for c in client.get(f"{dataset}/csvs/").json()["results"]}
+    assert listed["valid.csv"] == {"name": "valid.csv", "rows": 12, "kind": "dataset"}
+    features = client.post(f"{dataset}/postprocess/", {"plugin": "tsne", "params": {"input": "valid.csv", "variable": "features"}},
+                           format="json")
+    assert features.status_code == 400 and "trained model" in features.json()["errors"]["variable"][0]
+
+
+def page_cell(client, base: str, row: int = 0) -> str:
+    from urllib.parse import quote
+
+    return quote(client.get(f"{base}/table/?start={row}&limit=1").json()["rows"][0]["cells"][0], safe="")

@@ -1,6 +1,7 @@
 """Projects, runs and the transfer-learning plugin through the API (jobs run in-process)."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -197,6 +198,15 @@ def test_tabular_mlp_classifies_and_regresses_real_data(alice, client_for, tmp_p
         run_job(run["job"])
         run = client.get(f"/api/runs/{run['id']}/").json()
         assert run["state"] == "succeeded", Job.objects.get(pk=run["job"]).message
+        stats = client.post(f"/api/runs/{run['id']}/postprocess/", {"plugin": "parameter_stats"}, format="json")
+        run_job(stats.json()["job"])
+        from safetensors.numpy import load_file
+
+        folder = Run.objects.get(pk=run["id"]).folder()
+        tensors = load_file(folder / "model" / "weights.safetensors")
+        table = list(csv.DictReader(open(folder / "parameter_stats.csv")))
+        assert [r["name"] for r in table] == list(tensors)  # the tabular MLP's bundle, every tensor
+        assert all(float(r["mean"]) == pytest.approx(tensors[r["name"]].astype(np.float64).mean()) for r in table)
         rows = client.get(f"/api/runs/{run['id']}/results/").json()
         if task == "classification":
             assert run["metrics"]["accuracy"] >= 0.9, run["metrics"]

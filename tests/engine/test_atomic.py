@@ -39,3 +39,13 @@ def test_a_thumbnail_that_fails_midway_leaves_no_cached_file(tmp_path, monkeypat
     assert not cache.exists()
     monkeypatch.undo()
     assert Image.open(cached_thumbnail(source, cache, 96)).size == (96, 64)
+
+
+def test_a_label_mask_thumbnail_is_visible(tmp_path):
+    import numpy as np
+
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[16:48, 16:48] = 1  # a 0/1 defect mask: black to the eye as it is
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    thumb = np.asarray(Image.open(cached_thumbnail(tmp_path / "m.png", tmp_path / "t.jpg", 32)).convert("L"))
+    assert thumb[16, 16] > 200 and thumb[2, 2] < 30

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc_web.engine.analysis.table import Table, find_columns
+from nnc_web.engine.analysis.table import Table, find_columns, shown_value
 from nnc_web.engine.reporting import UserError
 
 
@@ -37,7 +37,7 @@ def _numbers(table: Table, variable: str, cells: list[list[str]], kind: type) ->
         try:
             values.append([kind(cell) for cell in row])
         except ValueError as exc:
-            raise UserError(f"{variable}: {table.name} line {number} has {', '.join(row)!r}, not "
+            raise UserError(f"{variable}: {table.name} line {number} has {', '.join(map(shown_value, row))!r}, not "
                             f"{'an integer' if kind is int else 'a number'}") from exc
     return np.asarray(values, dtype=np.float64 if kind is float else np.int64)
 

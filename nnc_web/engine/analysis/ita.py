@@ -115,27 +115,31 @@ def ita_category(ita: float) -> str:
 def evaluate_faces(table: Table, resolver: CellResolver, reporter: Reporter,
                    max_pixels: int = DEFAULT_MAX_PIXELS) -> list[list[str]]:
     """Rows for OUTPUT_HEADER, one per input row (NNC keys by path, so duplicates collapsed there).
-    The image is the CSV's first column, as NNC; we write the cell as it was written, not NNC's
-    absolute path, so the output never exposes server paths."""
+    The image is the CSV's first column, as NNC; we write the cell as it was written (an absolute
+    path of ours relative to the user's folder), not NNC's absolute path: no server path in outputs."""
     if not any(is_image_cell(row[0]) for row in table.rows):
         raise UserError(f"the first column of {table.name} ({table.header[0]}) holds no images; "
                         "face evaluation reads the image from the first column")
-    results = []
+    results, unreadable = [], 0
     for number, row in enumerate(table.rows):
         if number % 16 == 0:
             check_stop(reporter)
             reporter.progress(number, len(table.rows))
         cell = row[0]
+        shown = resolver.display(cell)  # an absolute cell of output_result.csv never reaches the output
         try:
             # cv2.imread (NNC) applies the EXIF orientation; a sideways face would not be found.
             image = ImageOps.exif_transpose(load_image(resolver, cell, max_pixels))
             ita = face_ita(np.asarray(to_channels(image, 3)))
-        except UserError:
+        except UserError as exc:
             ita = CANNOT_READ
+            unreadable += 1
+            if unreadable <= 200:
+                reporter.log(f"skipped line {number + 2}: {exc}")
         if isinstance(ita, str):
-            results.append([cell, ita, ""])
+            results.append([shown, ita, ""])
         else:
-            results.append([cell, str(ita), ita_category(ita)])
+            results.append([shown, str(ita), ita_category(ita)])
     reporter.progress(len(table.rows), len(table.rows))
     return results
 

@@ -3,7 +3,7 @@ first, two jobs never share a file), and CSVs written as the input plus new colu
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from nnc_web.engine.analysis.table import Table
@@ -27,13 +27,17 @@ def check_output_name(name: str, suffixes: Sequence[str]) -> str:
     return name[-max(len(s) for s in matches):]
 
 
-def reserve_output(folder: Path, name: str, suffixes: Sequence[str] = (".csv",)) -> Path:
-    """Create `name` in `folder` exclusively and return it; when it exists, `stem_1.ext`, `stem_2.ext`...
+def reserve_output(folder: Path, name: str, suffixes: Sequence[str] = (".csv",),
+                   taken: Collection[str] = ()) -> Path:
+    """Create `name` in `folder` exclusively and return it; when it exists (or is one of `taken`, e.g.
+    a dataset's own CSV name that the table lists beside the outputs), `stem_1.ext`, `stem_2.ext`...
     (the stem is the name without its allowed suffix: `scatter.bokeh.json` -> `scatter_1.bokeh.json`)."""
     suffix = check_output_name(name, suffixes)
     stem = name[:-len(suffix)]
     for number in range(MAX_SUFFIX_NUMBER):
         candidate = Path(folder) / (name if number == 0 else f"{stem}_{number}{suffix}")
+        if candidate.name in taken:
+            continue
         try:
             with open(candidate, "x"):  # "x" fails if it exists: no race between two jobs
                 return candidate

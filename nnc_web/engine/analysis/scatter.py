@@ -8,11 +8,11 @@ import math
 import numpy as np
 from bokeh.embed import json_item
 from bokeh.models import ColumnDataSource, HoverTool, Span
-from bokeh.palettes import Viridis256
+from bokeh.palettes import Category10_10, Category20_20, Viridis256
 from bokeh.plotting import figure
-from bokeh.transform import linear_cmap
+from bokeh.transform import factor_cmap, linear_cmap
 
-from nnc_web.engine.analysis.table import Table, find_columns
+from nnc_web.engine.analysis.table import Table, find_columns, shown_value
 from nnc_web.engine.reporting import UserError
 
 TOOLS = "pan,wheel_zoom,box_zoom,box_select,lasso_select,tap,reset,save"
@@ -30,9 +30,18 @@ def column_values(table: Table, name: str) -> tuple[np.ndarray, str]:
         try:
             values[index] = float(row[column])
         except ValueError as exc:
-            raise UserError(f"{table.name} line {index + 2}, column {cell_name}: {row[column]!r} is not a "
+            raise UserError(f"{table.name} line {index + 2}, column {cell_name}: {shown_value(row[column])!r} is not a "
                             "number") from exc
     return values, cell_name
+
+
+def _class_indices(values: np.ndarray, classes: list[str] | None) -> bool:
+    """True when `values` are class indices of `classes` (at most 20 classes get their own hue)."""
+    if not classes or len(classes) > 20:
+        return False
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values))
+                and values.min() >= 0 and values.max() < len(classes))
 
 
 def marker_size(count: int) -> float:
@@ -57,18 +66,24 @@ def _tooltips(labels: list[tuple[str, str]], thumbs: bool) -> str | list[tuple[s
 
 def scatter_item(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, *, x_label: str, y_label: str,
                  c_label: str | None = None, width: int = 1920, height: int = 1080, rows: list[int],
-                 thumbs: list[str] | None = None, hover: dict[str, list[str]] | None = None) -> dict:
-    """The scatter figure as `bokeh.embed.json_item`; the data source is named "points"."""
+                 thumbs: list[str] | None = None, hover: dict[str, list[str]] | None = None,
+                 c_classes: list[str] | None = None) -> dict:
+    """The scatter figure as `bokeh.embed.json_item`; the data source is named "points". With
+    `c_classes` (a label column's class names) the colour is one hue per class with a legend."""
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise UserError(f"width and height must be between 1 and {MAX_SIDE}")
     count = len(x)
     columns = {"x": np.asarray(x, dtype=np.float32), "y": np.asarray(y, dtype=np.float32),
                "row": np.asarray(rows, dtype=np.int32)}
+    categorical = c is not None and _class_indices(c, c_classes)
     if c is not None:
         columns["c"] = np.asarray(c, dtype=np.float32)
+    if categorical:
+        columns["c_class"] = [c_classes[int(v)] for v in c]
     if thumbs is not None:
         columns["thumb"] = list(thumbs)
-    labels = [(x_label, "@x"), (y_label, "@y")] + ([(c_label or "c", "@c")] if c is not None else [])
+    labels = [(x_label, "@x"), (y_label, "@y")] + ([(c_label or "c", "@c_class" if categorical else "@c")]
+                                                   if c is not None else [])
     labels.append(("row", "@row"))
     # Hover columns get neutral field names: a header like `x:image` or `a}b` is not a safe field name.
     for number, (name, values) in enumerate((hover or {}).items()):
@@ -82,15 +97,23 @@ def scatter_item(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, *, x_label:
                   active_scroll="wheel_zoom", background_fill_color="white", x_axis_label=x_label,
                   y_axis_label=y_label, min_border=40)
     source = ColumnDataSource(data=columns, name="points")
-    if c is not None:
+    legend = {}
+    if categorical:
+        palette = Category10_10 if len(c_classes) <= 10 else Category20_20
+        colour = factor_cmap("c_class", palette[:max(3, len(c_classes))], list(c_classes))
+        legend = {"legend_field": "c_class"}
+    elif c is not None:
         finite = columns["c"][np.isfinite(columns["c"])]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         colour = linear_cmap("c", Viridis256, low, high if high > low else low + 1.0)
     else:
         colour = "#1f77b4"
     renderer = plot.scatter("x", "y", source=source, size=marker_size(count), fill_color=colour,
-                            line_color=None, fill_alpha=0.8)
-    if c is not None:
+                            line_color=None, fill_alpha=0.8, **legend)
+    if categorical:
+        plot.add_layout(plot.legend[0], "right")
+        plot.legend.title = c_label or "c"
+    elif c is not None:
         plot.add_layout(renderer.construct_color_bar(title=c_label or "c"), "right")
     plot.add_tools(HoverTool(renderers=[renderer], tooltips=_tooltips(labels, thumbs is not None)))
     for grid in (plot.xgrid, plot.ygrid):

@@ -78,6 +78,12 @@ def is_image_cell(text: str) -> bool:
     return any(marker in lowered for marker in IMAGE_MARKERS)
 
 
+def shown_value(cell: str, limit: int = 60) -> str:
+    """A cell as a message may quote it: an absolute path as its file name, long text shortened."""
+    text = PureWindowsPath(cell).name if _is_absolute(cell) else cell
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _is_absolute(cell: str) -> bool:
     return cell.startswith(("/", "\\")) or PureWindowsPath(cell).drive != ""
 
@@ -90,6 +96,17 @@ class CellResolver:
         self.csv_folder = Path(csv_folder)
         self.roots = [Path(r) for r in roots]
 
+    def display(self, cell: str) -> str:
+        """The cell as messages may show it: an absolute path inside the roots relative to the widest
+        root that holds it (the user's folder: `datasets/3/a.png`), any other absolute path as its name."""
+        if not _is_absolute(cell):
+            return cell
+        holders = [root for root in [self.csv_folder, *self.roots] if is_within(root, cell)]
+        if holders:
+            widest = min(holders, key=lambda root: len(Path(root).resolve().parts))
+            return Path(cell).resolve().relative_to(Path(widest).resolve()).as_posix()
+        return PureWindowsPath(cell).name if "\\" in cell else Path(cell).name
+
     def resolve(self, cell: str) -> Path:
         if not cell.strip():
             raise UserError("empty file cell")
@@ -97,21 +114,21 @@ class CellResolver:
             # output_result.csv stores absolute paths (NNC's --replace_path); accept only ours.
             path = Path(cell)
             if not any(is_within(root, path) for root in [self.csv_folder, *self.roots]):
-                raise UserError(f"{cell}: not a file of this result or dataset")
-            return self._existing(path.resolve(), cell)
+                raise UserError(f"{self.display(cell)}: not a file of this result or dataset")
+            return self._existing(path.resolve(), self.display(cell))
         for root in [self.csv_folder, *self.roots]:
             try:
                 candidate = safe_join(root, cell)
             except UserError as exc:
-                raise UserError(f"{cell}: not a file of this result or dataset") from exc
+                raise UserError(f"{self.display(cell)}: not a file of this result or dataset") from exc
             if candidate.is_file():
                 return candidate
         raise UserError(f"{cell}: file not found")
 
     @staticmethod
-    def _existing(path: Path, cell: str) -> Path:
+    def _existing(path: Path, shown: str) -> Path:
         if not path.is_file():
-            raise UserError(f"{cell}: file not found")
+            raise UserError(f"{shown}: file not found")
         return path
 
 
@@ -122,7 +139,7 @@ def load_image(resolver: CellResolver, cell: str, max_pixels: int = DEFAULT_MAX_
         with open_checked(path, max_pixels) as image:
             image.load()  # decode now: a damaged file fails here, not later in a resize
     except UserError as exc:
-        raise UserError(f"{cell}: {exc}") from exc
+        raise UserError(f"{resolver.display(cell)}: {exc}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"{cell}: image data is damaged") from exc
+        raise UserError(f"{resolver.display(cell)}: image data is damaged") from exc
     return image

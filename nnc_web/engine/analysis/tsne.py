@@ -63,8 +63,8 @@ def _cell_vector(cell: str, resolver: CellResolver, shape: _ImageShape, max_pixe
         try:
             return _file_vector(resolver.resolve(cell))
         except (OSError, ValueError) as exc:
-            raise UserError(f"{cell}: not a numeric array file") from exc
-    raise UserError(f"{cell!r} is neither a number nor an image, .npy or .csv file")
+            raise UserError(f"{resolver.display(cell)}: not a numeric array file") from exc
+    raise UserError(f"{resolver.display(cell)!r} is neither a number nor an image, .npy or .csv file")
 
 
 def load_vectors(table: Table, variable: str, resolver: CellResolver, reporter: Reporter,
@@ -168,8 +168,9 @@ def embedding_columns(embedding: np.ndarray, indices: list[int], row_count: int)
 
 def features_of_images(bundle_folder: Path, image_paths: list[Path], device: str | torch.device,
                        reporter: Reporter, batch_size: int = 64,
-                       max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A classifier bundle's penultimate features of each image, with the bundle's own preprocessing."""
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[int], list[str]]:
+    """A classifier bundle's penultimate features of each readable image, with the bundle's own
+    preprocessing: (features, positions in `image_paths` they belong to, one message per skipped image)."""
     try:
         manifest = json.loads((Path(bundle_folder) / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
@@ -181,19 +182,21 @@ def features_of_images(bundle_folder: Path, image_paths: list[Path], device: str
     model, manifest = load_bundle(Path(bundle_folder))
     model.to(target).eval()
     transform = transforms_for(manifest["backbone"], manifest["input_size"], [])
-    features = []
+    features, kept, skipped = [], [], []
     with torch.inference_mode():
         for start in range(0, len(image_paths), batch_size):
             check_stop(reporter)
             batch = []
-            for path in image_paths[start:start + batch_size]:
+            for position, path in enumerate(image_paths[start:start + batch_size], start=start):
                 try:
                     with open_checked(path, max_pixels) as image:
                         batch.append(transform(to_channels(image, 3)))
-                except (OSError, ValueError, UserError) as exc:
-                    raise UserError(f"{Path(path).name}: {exc}") from exc
-            features.append(model.features(torch.stack(batch).to(target)).float().cpu().numpy())
+                    kept.append(position)
+                except (OSError, ValueError, UserError) as exc:  # a damaged image is listed, not fatal
+                    skipped.append(f"{Path(path).name}: {exc if isinstance(exc, UserError) else 'image data is damaged'}")
+            if batch:
+                features.append(model.features(torch.stack(batch).to(target)).float().cpu().numpy())
             reporter.progress(min(start + batch_size, len(image_paths)), len(image_paths))
     if not features:
-        return np.zeros((0, model.features.dim), dtype=np.float32)
-    return np.concatenate(features)
+        return np.zeros((0, model.features.dim), dtype=np.float32), kept, skipped
+    return np.concatenate(features), kept, skipped

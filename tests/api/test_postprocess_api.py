@@ -193,18 +193,20 @@ def test_post_processing_on_a_dataset_keeps_the_dataset_unchanged(trained):
     assert not outputs.exists() and not Postprocess.objects.filter(dataset_id=valid_id).exists()
 
 
-def test_another_users_run_is_404_on_every_new_endpoint(trained, bob, client_for):
-    _, run, _ = trained
+def test_another_users_run_and_dataset_are_404_on_every_new_endpoint(trained, bob, client_for):
+    client, run, valid_id = trained
+    postprocess(client, f"/api/runs/{run.pk}", "scatter_plot")  # a plot exists to be asked for
     other = client_for(bob)
-    base = f"/api/runs/{run.pk}"
-    for method, url in [("get", f"{base}/postprocess/"), ("post", f"{base}/postprocess/"), ("get", f"{base}/csvs/"),
-                        ("get", f"{base}/table/"), ("post", f"{base}/table/save/"),
-                        ("get", f"{base}/image/?path=x.png"), ("get", f"{base}/plot/?path=a.bokeh.json"),
-                        ("get", f"{base}/outputs/output_result.csv")]:
-        response = getattr(other, method)(url, {"plugin": "cross_tabulation", "params": {}}, format="json") \
-            if method == "post" else other.get(url)
-        assert response.status_code == 404, (method, url, response.status_code)
-    assert not Postprocess.objects.exists()
+    for base in (f"/api/runs/{run.pk}", f"/api/datasets/{valid_id}"):
+        for method, url in [("get", f"{base}/postprocess/"), ("post", f"{base}/postprocess/"),
+                            ("get", f"{base}/csvs/"), ("get", f"{base}/table/"), ("post", f"{base}/table/save/"),
+                            ("post", f"{base}/table/to-dataset/"), ("get", f"{base}/image/?path=x.png"),
+                            ("get", f"{base}/plot/?path=scatter_plot.bokeh.json"),
+                            ("get", f"{base}/outputs/scatter_plot.bokeh.json")]:
+            body = {"plugin": "cross_tabulation", "params": {}, "csv": "output_result.csv", "name": "stolen"}
+            response = getattr(other, method)(url, body, format="json") if method == "post" else other.get(url)
+            assert response.status_code == 404, (method, url, response.status_code)
+    assert Postprocess.objects.count() == 1 and not Job.objects.filter(owner=bob).exists()
 
 
 def test_headless_post_processing_on_a_result_and_on_server_files(trained, capsys, tmp_path):

@@ -16,6 +16,20 @@ def worker_count() -> int:
     return max(1, int(os.environ.get("NNC_CONVERT_WORKERS", 0)) or (os.cpu_count() or 1))
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the kernel kills this process when its parent dies (even by SIGKILL), so a
+    killed worker leaves no conversion processes behind (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def _run_chunk(function: Callable[[Any], Any], chunk: Sequence[Any]) -> list[Any]:
     return [function(item) for item in chunk]
 
@@ -41,7 +55,8 @@ def parallel_map(
         return
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending: set[Future] = set()
         queue = iter(chunks)
         try:

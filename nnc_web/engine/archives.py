@@ -119,8 +119,36 @@ def extract_archive(
         raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        raise ArchiveError(f"the archive is damaged or incomplete: {exc}") from exc
+        # OSError's text names the server path it failed on: say only what went wrong.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
+        raise ArchiveError(f"the archive is damaged or incomplete: {reason}") from exc
     return report
+
+
+MAX_COMPONENT = 120  # characters per folder or file name kept (file systems allow 255 bytes)
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def readable_name(name: str) -> str:
+    """A member name we can write and show: bytes that are not UTF-8 (tar names of another encoding)
+    and control characters (a newline in a folder name) become `_`, over-long parts are cut with a
+    hash so they stay distinct."""
+    import hashlib
+    import re
+
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = re.sub(r"[\x00-\x1f\x7f\ufffd]", "_", text)
+    parts = []
+    for part in text.replace("\\", "/").split("/"):
+        if len(part) > MAX_COMPONENT:
+            stem, dot, suffix = part.rpartition(".") if len(part.rpartition(".")[2]) <= 10 else (part, "", "")
+            digest = hashlib.sha1(part.encode()).hexdigest()[:8]
+            part = f"{stem[:MAX_COMPONENT - 20]}~{digest}{dot}{suffix}"
+        parts.append(part)
+    return "/".join(parts)
 
 
 def _extract_members(
@@ -138,14 +166,14 @@ def _extract_members(
         if count > limits.max_members:
             raise ArchiveError(f"the archive has more than {limits.max_members} members")
         try:
-            relative = clean_relative(member.name)
+            relative = clean_relative(readable_name(member.name))
         except UnsafePathError as exc:
-            raise ArchiveError(f"rejected archive: {exc}") from exc
+            raise ArchiveError(f"rejected archive: {shorten(str(exc))}") from exc
         if member.kind == "link":
-            report.skipped.append(f"{member.name}: links are not extracted")
+            report.skipped.append(f"{shorten(readable_name(member.name))}: links are not extracted")
             continue
         if member.kind == "other":
-            report.skipped.append(f"{member.name}: not a regular file")
+            report.skipped.append(f"{shorten(readable_name(member.name))}: not a regular file")
             continue
         target = root.joinpath(*relative.parts)
         if member.kind == "dir":
@@ -153,7 +181,8 @@ def _extract_members(
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.parent.resolve() != target.parent or not target.parent.is_relative_to(root):
-            raise ArchiveError(f"rejected archive: {member.name!r} would be written outside the folder")
+            raise ArchiveError(f"rejected archive: {shorten(readable_name(member.name))!r} would be written "
+                               "outside the folder")
         written = _copy_capped(member, target, budget - report.bytes_written)
         report.bytes_written += written
         report.files += 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,7 +165,8 @@ def build_classification_datasets(
     reporter.log(f"converted {len(kept)} of {total} images ({total - len(kept)} skipped)")
     if not kept:
         raise UserError("none of the images could be converted")
-    label_cell = HeaderCell("y", label="label", classes=tuple(scan.classes))
+    # `;` separates class names in the header and `,` cells: a folder `a;b` must stay one class.
+    label_cell = HeaderCell("y", label="label", classes=tuple(re.sub(r"[;,]", "_", c) for c in scan.classes))
     header = [format_header_cell(HeaderCell("x", label="image")), format_header_cell(label_cell)]
     shape = f"{shaping.channel},{shaping.height},{shaping.width}"
     columns = [Column("x", "image", "image", shape), Column("y", "label", "label", "1", list(scan.classes))]

@@ -59,3 +59,48 @@ def test_run_params_must_be_an_object_and_rates_in_range(client, tmp_path):
     huge = client.post(url, {"plugin": "resnet50_classification", "params": {"learning_rate": 1e308}},
                        format="json")
     assert huge.status_code == 400 and huge.json()["errors"]["learning_rate"] == ["must be at most 10"]
+
+
+def _archive_job(client, path) -> Job:
+    from nnc_web.jobs.services import run_job
+    from tests.api.helpers import upload
+
+    source = upload(client, path).json()["id"]
+    response = client.post("/api/jobs/", {"plugin": "image_classification", "params": {
+        "source": source, "width": 16, "height": 16}}, format="json")
+    assert response.status_code == 201, response.content
+    run_job(response.json()["id"])
+    return Job.objects.get(pk=response.json()["id"])
+
+
+def test_hostile_member_names_become_clear_messages_not_crashes(client, tmp_path, settings):
+    import io
+    import tarfile
+
+    from tests.sample_data import digit_images
+
+    images = digit_images(4, 3, size=16)
+    buffers = []
+    for image in images["0"] + images["1"] + images["2"]:
+        data = io.BytesIO()
+        image.save(data, "PNG")
+        buffers.append(data.getvalue())
+    path = tmp_path / "names.tar"
+    # Latin-1 names (not UTF-8 when read back), a `;` and a newline in class folders, a 5,000-character name.
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as archive:
+        names = [f"café/{i}.png" for i in range(4)] + [f"a;b/{i}.png" for i in range(4)] + \
+                [f"c\nd/{i}.png" for i in range(3)] + ["c\nd/" + "x" * 5000 + ".png"]
+        for name, data in zip(names, buffers, strict=True):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    job = _archive_job(client, path)
+    assert job.state == "succeeded", job.message
+    events = client.get(f"/api/jobs/{job.pk}/events/")
+    assert events.status_code == 200
+    text = json.dumps(events.json())
+    assert str(settings.DATA_DIR) not in text and "x" * 200 not in text
+    found = next(e["data"]["line"] for e in events.json()["events"] if e["data"].get("line", "").startswith("found"))
+    assert found == "found 12 images in 3 classes: a;b, c_d, caf_"
+    header = client.get(f"/api/datasets/{job.datasets.first().pk}/rows/").json()["header"]
+    assert header[1] == "y:label;a_b;c_d;caf_"  # `;` would have split one class into two

@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 
 import dj_database_url
+import PIL.Image
 
 from nnc_web import config
 
@@ -54,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "nnc_web.security.ContentSecurityPolicyMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -135,6 +137,9 @@ NNC_IMPORT_DIRS = [p for p in os.environ.get("NNC_IMPORT_DIRS", "").split(os.pat
 # Pretrained weights imported with `manage.py import_weights` (default: <data dir>/models).
 os.environ.setdefault("NNC_MODEL_DIR", str(DATA_DIR / "models"))
 NNC_MAX_IMAGE_PIXELS = int(os.environ.get("NNC_MAX_IMAGE_PIXELS", 100_000_000))
+# Pillow's own guard (warning above its limit, error above twice it) follows ours, so the documented
+# cap is the one enforced (Pillow's default of ~89.5 Mpx would otherwise bite first).
+PIL.Image.MAX_IMAGE_PIXELS = NNC_MAX_IMAGE_PIXELS
 # Archive extraction caps (zip bombs): members, bytes actually written, written/archive-size ratio.
 NNC_ARCHIVE_MAX_MEMBERS = int(os.environ.get("NNC_ARCHIVE_MAX_MEMBERS", 1_000_000))
 NNC_ARCHIVE_MAX_BYTES = int(os.environ.get("NNC_ARCHIVE_MAX_BYTES", 200 * 1024**3))
@@ -154,7 +159,10 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.MultiPartParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "NNC Web API", "VERSION": "0.1.0"}
+# The schema and API docs need a signed-in user unless NNC_PUBLIC_API_DOCS=1 opens them.
+SPECTACULAR_SETTINGS = {"TITLE": "NNC Web API", "VERSION": "0.1.0", "SERVE_PERMISSIONS": [
+    "rest_framework.permissions.AllowAny" if os.environ.get("NNC_PUBLIC_API_DOCS") == "1"
+    else "rest_framework.permissions.IsAuthenticated"]}
 
 # Login throttling: lock a username+IP pair after 5 failures for 15 minutes.
 AXES_FAILURE_LIMIT = int(os.environ.get("NNC_AXES_FAILURE_LIMIT", 5))

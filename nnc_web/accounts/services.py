@@ -65,6 +65,7 @@ def change_password(request: HttpRequest, old_password: str, new_password: str) 
     user.set_password(new_password)
     user.save(update_fields=["password"])
     update_session_auth_hash(request, user)  # keep this session signed in
+    revoke_token(user)  # a token made under the old password (a leaked one, perhaps) stops working
 
 
 def rotate_token(user: User) -> str:

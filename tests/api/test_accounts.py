@@ -94,3 +94,37 @@ def test_ensure_staff_user_command_is_idempotent(monkeypatch):
     call_command("ensure_staff_user")
     user = get_user_model().objects.get(username="root")
     assert user.is_staff and user.is_superuser and user.check_password("Admin-Pass-99")
+
+
+def test_changing_the_password_revokes_the_api_token(alice, client_for):
+    from rest_framework.test import APIClient
+
+    client = client_for(alice)
+    token = client.post("/api/auth/token/").json()["token"]
+    script = APIClient()
+    script.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert script.get("/api/datasets/").status_code == 200
+    changed = client.post("/api/auth/password/", {"old_password": "Correct-Horse-42",
+                                                  "new_password": "Another-Horse-43"}, format="json")
+    assert changed.status_code in (200, 204), changed.content
+    assert script.get("/api/datasets/").status_code == 401
+
+
+def test_schema_and_docs_need_sign_in_and_pages_carry_a_csp(client_for, alice):
+    anonymous = client_for(None)
+    assert anonymous.get("/api/schema/").status_code in (401, 403)
+    assert client_for(alice).get("/api/schema/").status_code == 200
+    page = anonymous.get("/")
+    policy = page["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "'unsafe-eval'" not in policy and "frame-ancestors 'none'" in policy
+
+
+def test_the_documented_pixel_cap_is_the_one_enforced(tmp_path, settings):
+    from PIL import Image
+
+    from nnc_web.engine.imaging import open_checked
+
+    path = tmp_path / "big.png"
+    Image.new("L", (10_000, 9_500)).save(path)  # 95 Mpx: over Pillow's default 89.5 Mpx, under our 100 Mpx
+    with open_checked(path, settings.NNC_MAX_IMAGE_PIXELS) as image:
+        assert image.size == (10_000, 9_500)

@@ -279,3 +279,24 @@ def page_cell(client, base: str, row: int = 0) -> str:
     from urllib.parse import quote
 
     return quote(client.get(f"{base}/table/?start={row}&limit=1").json()["rows"][0]["cells"][0], safe="")
+
+
+def test_every_run_endpoint_is_404_for_another_user_and_refused_to_anonymous(trained, bob, client_for):
+    client, run, _ = trained
+    base = f"/api/runs/{run.pk}"
+    endpoints = [("get", f"{base}/"), ("get", f"{base}/results/"), ("get", f"{base}/files/output_result.csv"),
+                 ("get", f"{base}/files/metrics.json"), ("get", f"{base}/bundle/"),
+                 ("get", f"{base}/export/?to=torchscript"), ("get", f"/api/curves/?runs={run.pk}"),
+                 ("post", f"{base}/evaluate/"), ("post", f"{base}/threshold/"), ("post", f"{base}/resume/"),
+                 ("get", f"/api/projects/{run.project_id}/runs/"), ("post", f"/api/projects/{run.project_id}/runs/"),
+                 ("patch", f"/api/projects/{run.project_id}/"), ("delete", f"/api/projects/{run.project_id}/")]
+    for method, url in endpoints:
+        if method == "get":
+            assert client.get(url).status_code == 200, url  # the owner's answers
+    before = Job.objects.count()
+    for caller, allowed in ((client_for(bob), (404,)), (client_for(None), (401, 403))):
+        for method, url in endpoints:
+            response = getattr(caller, method)(url, {"threshold": 0.5, "plugin": "transfer_learning"},
+                                               format="json") if method != "get" else caller.get(url)
+            assert response.status_code in allowed, (method, url, response.status_code)
+    assert Run.objects.filter(pk=run.pk).exists() and Job.objects.count() == before

@@ -1,7 +1,7 @@
 """Start the whole studio: embedded Redis (unless REDIS_URL), Dramatiq workers and Daphne.
 
-Waits until every part answers, prints the URL and how to sign in, reaps lost jobs, and stops all
-children (worker -> daphne -> redis) on Ctrl-C, SIGTERM or when any of them dies. Children get
+Waits until every part answers, prints the URL and how to sign in, reaps lost jobs, restarts a part
+that dies (bounded), and stops all children (worker -> daphne -> redis) on Ctrl-C or SIGTERM. Children get
 PR_SET_PDEATHSIG so even a SIGKILLed launcher leaves no orphans.
 """
 from __future__ import annotations
@@ -144,8 +144,9 @@ class Stack:
             time.sleep(0.1)
 
     def restart(self, child: Child) -> bool:
-        """Start a dead worker again (its job becomes "worker lost" and can be resumed); False when
-        it keeps dying (5 times in a minute), so the studio stops instead of looping."""
+        """Start a dead part again with the same arguments (so Redis keeps its port and, with its
+        append-only file, its queues; a worker's job becomes "worker lost" and can be resumed); False
+        when it keeps dying (5 times in a minute), so the studio stops instead of looping."""
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < 60] + [now]
         if len(child.restarts) > 5:
@@ -266,9 +267,8 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
     reap_every = min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
     while not stack.stopping.wait(0.5):
         dead = [c for c in stack.children if not c.alive()]
-        workers = [c for c in dead if c.name.startswith("worker")]
-        if any(not stack.restart(c) for c in workers) or len(workers) < len(dead):
-            out.write(f"{', '.join(c.name for c in dead)} stopped unexpectedly; shutting down\n")
+        if any(not stack.restart(c) for c in dead):
+            out.write(f"{', '.join(c.name for c in dead)} keeps stopping; shutting down\n")
             code = 1
             break
         if time.monotonic() >= next_reap:

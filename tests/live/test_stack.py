@@ -207,3 +207,37 @@ def test_killed_worker_marks_the_run_lost_and_it_resumes_from_the_checkpoint(liv
            if e["kind"] == "log"]
     assert any(line.startswith("resuming after epoch") for line in log) and log[-1] == "worker done"
     assert finished["metrics"]["accuracy"] >= 0
+
+
+def test_a_crashed_broker_or_web_server_is_restarted_and_work_goes_on(tmp_path):
+    import requests
+
+    from nnc_web.launcher import redis_ping
+    from tests.conftest import LiveClient
+
+    process, info = start_stack(tmp_path, free_port())
+    try:
+        os.kill(info["pids"]["redis"], signal.SIGKILL)
+        wait_for(lambda: "[redis] exited" in (tmp_path / "launcher.log").read_text(), timeout=30,
+                 message="the launcher did not notice the broker died")
+        wait_for(lambda: redis_ping(info["redis_url"]), timeout=30, message="redis did not come back on its port")
+        os.kill(info["pids"]["daphne"], signal.SIGKILL)
+        time.sleep(1)
+
+        def healthy() -> bool:
+            try:
+                return requests.get(info["url"] + "healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, timeout=60, message="the web server was not restarted")
+        assert process.poll() is None  # the studio kept running
+        client = LiveClient(info["url"])
+        client.sign_up("survivor")
+        upload = client.upload(write_class_zip(tmp_path / "d.zip", digit_images(8, 2)))
+        job = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
+            "source": upload["id"], "width": 8, "height": 8}}).json()
+        wait_for(lambda: client.get(f"/api/jobs/{job['id']}/").json()["state"] == "succeeded", timeout=60,
+                 message="the workers did not take jobs after the broker came back")
+    finally:
+        stop_stack(process)

@@ -131,6 +131,8 @@ NNC_MAX_UPLOAD_BYTES = int(os.environ.get("NNC_MAX_UPLOAD_BYTES", 20 * 1024**3))
 # Large files arrive in chunks of at most this size: Daphne buffers each request body in memory.
 NNC_UPLOAD_CHUNK_BYTES = int(os.environ.get("NNC_UPLOAD_CHUNK_BYTES", 8 * 1024**2))
 # A chunked upload that received nothing for this long is removed (with its bytes) by the launcher.
+# Per-user storage quota in bytes (uploads, datasets, runs, outputs); 0 = no quota.
+NNC_USER_QUOTA_BYTES = int(os.environ.get("NNC_USER_QUOTA_BYTES", 0))
 NNC_UPLOAD_ABANDONED_HOURS = float(os.environ.get("NNC_UPLOAD_ABANDONED_HOURS", 24))
 # Server folders (os.pathsep-separated) whose data every signed-in user may import without uploading.
 NNC_IMPORT_DIRS = [p for p in os.environ.get("NNC_IMPORT_DIRS", "").split(os.pathsep) if p]

@@ -24,6 +24,19 @@ def jobs_dir(user_id: int) -> Path:
     return user_dir(user_id) / "jobs"
 
 
+def usage(user_id: int) -> dict:
+    """What the user's files take and the quota (0: none), for the account page and upload checks."""
+    used = folder_size(user_dir(user_id)) if user_dir(user_id).exists() else 0
+    return {"used_bytes": used, "quota_bytes": settings.NNC_USER_QUOTA_BYTES}
+
+
+def quota_room(user_id: int) -> int | None:
+    """Bytes the user may still add, or None without a quota."""
+    if not settings.NNC_USER_QUOTA_BYTES:
+        return None
+    return max(0, settings.NNC_USER_QUOTA_BYTES - usage(user_id)["used_bytes"])
+
+
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 

@@ -17,6 +17,7 @@ api = [
     path("auth/logout/", accounts.SignOutView.as_view()),
     path("auth/password/", accounts.PasswordView.as_view()),
     path("auth/token/", accounts.TokenView.as_view()),
+    path("auth/usage/", accounts.UsageView.as_view()),
     path("plugins/", plugins.PluginListView.as_view()),
     path("jobs/", jobs.JobListView.as_view()),
     path("jobs/<int:job_id>/", jobs.JobDetailView.as_view()),

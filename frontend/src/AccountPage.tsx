@@ -1,4 +1,4 @@
-import { useState } from 'react'
+import { useEffect, useState } from 'react'
 import { api, ApiError } from './api'
 import { FieldError } from './FieldError'
 import type { User } from './types'
@@ -9,6 +9,10 @@ export function AccountPage({ user, onChanged }: { user: User; onChanged: () => 
   const [error, setError] = useState<ApiError | null>(null)
   const [notice, setNotice] = useState('')
   const [token, setToken] = useState('')
+  const [usage, setUsage] = useState<{ used_bytes: number; quota_bytes: number } | null>(null)
+  useEffect(() => {
+    api<{ used_bytes: number; quota_bytes: number }>('/api/auth/usage/').then(setUsage).catch((e) => setError(e as ApiError))
+  }, [])
 
   const changePassword = async (event: React.FormEvent) => {
     event.preventDefault()
@@ -44,6 +48,17 @@ export function AccountPage({ user, onChanged }: { user: User; onChanged: () => 
   return (
     <div className="page narrow">
       <h2>Account: {user.username}</h2>
+      {usage && (
+        <section className="card" data-testid="storage-usage">
+          <h3>Storage</h3>
+          <p>{(usage.used_bytes / 1e6).toFixed(1)} MB used{usage.quota_bytes > 0
+            ? ` of your ${(usage.quota_bytes / 1e6).toFixed(0)} MB quota` : ' (no quota)'}</p>
+          {usage.quota_bytes > 0 && (
+            <div className="progress" role="progressbar" aria-label="Storage used"
+              aria-valuenow={Math.min(100, Math.round(100 * usage.used_bytes / usage.quota_bytes))}>
+              <div className="bar" style={{ width: `${Math.min(100, 100 * usage.used_bytes / usage.quota_bytes)}%` }} />
+            </div>)}
+        </section>)}
       <form className="card" onSubmit={changePassword}>
         <h3>Change password</h3>
         <label>Current password<input type="password" name="old_password" value={oldPassword}

@@ -35,6 +35,16 @@ class MeView(APIView):
         return Response({"authenticated": True, "user": _user_payload(request.user)})
 
 
+@documented("auth_usage")
+class UsageView(APIView):
+    """The bytes the user's files take, and the storage quota (0: none)."""
+
+    def get(self, request: Request) -> Response:
+        from nnc_web import storage
+
+        return Response(storage.usage(request.user.pk))
+
+
 @method_decorator(csrf_protect, name="post")
 @documented("auth_signup")
 class SignUpView(APIView):

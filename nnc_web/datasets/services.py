@@ -33,11 +33,27 @@ def upload_kind_for(filename: str) -> str:
     return "csv" if lower.endswith(".csv") else "archive"
 
 
+def _quota_error(room: int) -> UserError:
+    return UserError(f"your storage quota of {settings.NNC_USER_QUOTA_BYTES / 1e6:.0f} MB is full "
+                     f"({room / 1e6:.1f} MB left): delete datasets, runs or uploads you no longer need")
+
+
+def _upload_limit(owner) -> tuple[int, str]:
+    """The most bytes one upload may bring now, and the message when it brings more."""
+    room = storage.quota_room(owner.pk)
+    if room is not None and room < settings.NNC_MAX_UPLOAD_BYTES:
+        return room, str(_quota_error(room))
+    return settings.NNC_MAX_UPLOAD_BYTES, f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes"
+
+
 def _new_upload(owner, filename: str, state: str, expected_size: int = 0) -> Upload:
     filename = Path(filename.replace("\\", "/")).name[:255]
     upload_kind_for(filename)
     if expected_size > settings.NNC_MAX_UPLOAD_BYTES:
         raise UserError(f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes")
+    room = storage.quota_room(owner.pk)
+    if room is not None and expected_size > room:
+        raise _quota_error(room)
     upload = Upload.objects.create(owner=owner, filename=filename, kind="archive", state=state,
                                    expected_size=expected_size)
     upload.folder().mkdir(parents=True, exist_ok=True)
@@ -88,8 +104,7 @@ def save_upload(owner, filename: str, stream: BinaryIO) -> Upload:
     """
     upload = _new_upload(owner, filename, Upload.State.UPLOADING)
     try:
-        upload.size = _append(upload, stream, settings.NNC_MAX_UPLOAD_BYTES,
-                              f"the file is larger than {settings.NNC_MAX_UPLOAD_BYTES} bytes")
+        upload.size = _append(upload, stream, *_upload_limit(owner))
         _verify(upload)
     except BaseException:
         _discard(upload)

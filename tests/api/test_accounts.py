@@ -128,3 +128,22 @@ def test_the_documented_pixel_cap_is_the_one_enforced(tmp_path, settings):
     Image.new("L", (10_000, 9_500)).save(path)  # 95 Mpx: over Pillow's default 89.5 Mpx, under our 100 Mpx
     with open_checked(path, settings.NNC_MAX_IMAGE_PIXELS) as image:
         assert image.size == (10_000, 9_500)
+
+
+def test_storage_quota_refuses_uploads_that_do_not_fit_and_usage_is_shown(alice, client_for, settings, tmp_path):
+    from tests.api.helpers import digits_zip, upload
+
+    client = client_for(alice)
+    assert client.get("/api/auth/usage/").json() == {"used_bytes": 0, "quota_bytes": 0}
+    archive = digits_zip(tmp_path)
+    assert upload(client, archive).status_code == 201  # no quota by default
+    used = client.get("/api/auth/usage/").json()["used_bytes"]
+    assert used >= archive.stat().st_size
+    settings.NNC_USER_QUOTA_BYTES = used + archive.stat().st_size // 2
+    refused = upload(client, archive)
+    assert refused.status_code == 400 and "storage quota" in refused.json()["detail"]
+    chunked = client.post("/api/uploads/start/", {"filename": "big.zip", "size": archive.stat().st_size},
+                          format="json")
+    assert chunked.status_code == 400 and "storage quota" in chunked.json()["detail"]
+    assert client.get("/api/auth/usage/").json()["used_bytes"] == used  # nothing of the refused ones stays
+    assert client_for(None).get("/api/auth/usage/").status_code in (401, 403)

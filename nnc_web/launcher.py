@@ -56,6 +56,7 @@ class Child:
     args: list[str] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     restarts: list[float] = field(default_factory=list)
+    pass_fds: tuple[int, ...] = ()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -71,12 +72,13 @@ class Stack:
         self.stopping = threading.Event()
 
     # -- starting ------------------------------------------------------------------------------
-    def spawn(self, name: str, args: list[str], env: dict, marker: str | None = None) -> Child:
+    def spawn(self, name: str, args: list[str], env: dict, marker: str | None = None,
+              pass_fds: tuple[int, ...] = ()) -> Child:
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=_die_with_parent, text=True, bufsize=1,
-            cwd=str(config.BASE_DIR))
-        child = Child(name, process, marker=marker, args=args, env=env)
+            cwd=str(config.BASE_DIR), pass_fds=pass_fds)
+        child = Child(name, process, marker=marker, args=args, env=env, pass_fds=pass_fds)
         if marker is None:
             child.ready.set()
         self.children.append(child)
@@ -153,7 +155,7 @@ class Stack:
             return False
         self.out.write(f"[{child.name}] exited with code {child.process.returncode}; restarting\n")
         self.children.remove(child)
-        replacement = self.spawn(child.name, child.args, child.env, marker=child.marker)
+        replacement = self.spawn(child.name, child.args, child.env, marker=child.marker, pass_fds=child.pass_fds)
         replacement.restarts = child.restarts
         return True
 
@@ -162,7 +164,7 @@ class Stack:
         self.stopping.set()
         order = ["worker-gpu", "worker", "daphne", "redis"]
         for name in order:
-            for child in [c for c in self.children if c.name == name]:
+            for child in [c for c in self.children if c.name == name or c.name.startswith(f"{name}-")]:
                 _terminate(child.process)
 
 
@@ -208,7 +210,7 @@ def ensure_sign_in(data_dir: Path) -> str:
 
 
 def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_worker: bool,
-        ready_file: Path | None, out: IO[str] = sys.stdout) -> int:
+        ready_file: Path | None, out: IO[str] = sys.stdout, web_processes: int = 1) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
@@ -240,8 +242,15 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
         if gpu_worker:
             stack.spawn("worker-gpu", [*worker, "--processes", "1", "--threads", "1", "--queues", "gpu"],
                         env, marker="ready for action")
-        stack.spawn("daphne", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                               "nnc_web.asgi:application"], env)
+        # Several Daphne processes accept on one listening socket (a synchronous view runs on one
+        # thread per process, so one process serialises every request).
+        listener = socket.create_server((host, port), backlog=1024,
+                                        family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        listener.set_inheritable(True)
+        for number in range(max(1, web_processes)):
+            stack.spawn("daphne" if number == 0 else f"daphne-{number + 1}",
+                        [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "nnc_web.asgi:application"],
+                        env, pass_fds=(listener.fileno(),))
         stack.wait_ready()
     except (RuntimeError, OSError) as exc:
         out.write(f"start-up failed: {exc}\n")

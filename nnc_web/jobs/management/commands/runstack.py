@@ -1,4 +1,5 @@
 """`manage.py runstack`: the one command that runs the studio (see nnc_web.launcher)."""
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
@@ -17,11 +18,14 @@ class Command(BaseCommand):
                             help="jobs run at once per process on the cpu queue")
         parser.add_argument("--gpu-worker", choices=["on", "off"], default="on",
                             help="a separate one-job-at-a-time worker for the gpu queue")
+        parser.add_argument("--web-processes", type=int, default=None,
+                            help="Daphne processes sharing the port (default NNC_WEB_PROCESSES, else 2)")
         parser.add_argument("--ready-file", type=Path, default=None,
                             help="write a JSON file with the URL once everything answers")
 
     def handle(self, *args, **options) -> None:
         code = launcher.run(options["host"], options["port"], options["worker_processes"],
                             options["worker_threads"], options["gpu_worker"] == "on", options["ready_file"],
-                            out=self.stdout._out)
+                            out=self.stdout._out,
+                            web_processes=options["web_processes"] or int(os.environ.get("NNC_WEB_PROCESSES", 2)))
         raise SystemExit(code)

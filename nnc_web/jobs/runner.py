@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import shutil
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from django.db import transaction
@@ -47,6 +48,9 @@ def run_job(job_id: int) -> None:
         _end(ctx, job_id, State.CANCELLED, "cancelled by the user", "cancelled")
     except UserError as exc:
         _end(ctx, job_id, State.FAILED, str(exc), f"error: {exc}")
+    except BrokenProcessPool:  # its helper processes were killed (out of memory, or a stop of the studio)
+        message = "the job's helper processes stopped unexpectedly (out of memory?); run it again"
+        _end(ctx, job_id, State.FAILED, message, f"error: {message}")
     except Exception as exc:  # noqa: BLE001 - a bug must end the job, not the worker
         logger.error("job %s crashed:\n%s", job_id, traceback.format_exc())
         _end(ctx, job_id, State.FAILED, f"internal error: {type(exc).__name__}",

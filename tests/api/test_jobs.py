@@ -390,3 +390,15 @@ def test_abandoned_chunked_uploads_are_removed(alice):
     os.utime(old.absolute_path(), (past, past))
     assert clean_abandoned_uploads(2) == 1
     assert list(Upload.objects.values_list("pk", flat=True)) == [recent.pk] and not old.folder().exists()
+
+
+def test_a_broken_helper_pool_ends_the_job_with_an_honest_message(alice, counting_plugin, monkeypatch):
+    import dataclasses
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken = dataclasses.replace(counting_plugin, runner=lambda ctx, params: (_ for _ in ()).throw(BrokenProcessPool()))
+    monkeypatch.setitem(registry.PLUGINS, counting_plugin.id, broken)
+    job = make_job(alice, broken)
+    services.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "failed" and job.message.startswith("the job's helper processes stopped unexpectedly")

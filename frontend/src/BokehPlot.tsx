@@ -6,7 +6,8 @@ import { NameDialog } from './NameDialog'
 interface PlotAnswer { item: unknown; csv: string | null }
 
 // A plot output ({base}/plot/?path=), embedded with BokehJS. Its `points` source has a `row` column
-// (the row in `csv`): a tap opens that row, a box or lasso selection can be saved as a CSV.
+// (the row in `csv`): a tap opens that row, a box or lasso selection can be saved as a CSV. A plot
+// without one (a histogram) is just shown, with no tap or selection hint.
 export function BokehPlot({ base, path, onRow, onCsvSaved }: {
   base: string; path: string; onRow: (csv: string, row: number) => void; onCsvSaved?: (name: string) => void
 }) {
@@ -36,32 +37,55 @@ export function BokehPlot({ base, path, onRow, onCsvSaved }: {
       const source = columnDataSource(embedded.doc, 'points')
       setWired(Boolean(source))
       if (!source) return
-      // A tap (pointer down and up in one place) opens the first point it hit, even where points
-      // overlap; a drag (box, lasso) only selects. Seen in the capture phase, before Bokeh's handlers.
-      const gesture = { x: 0, y: 0, up: 0, tap: false }
-      const down = (e: PointerEvent) => { gesture.x = e.clientX; gesture.y = e.clientY; gesture.tap = false }
+      // A tap (pointer down and up without moving) opens the first point it hit, even where points
+      // overlap; a drag (box, lasso) only selects, also when it starts on a point, ends where it
+      // started, and whatever the selection is while it goes on. Bokeh may change the selection
+      // before or after the pointer comes up: during a gesture it is held and judged when the
+      // gesture ends. The pointer goes down on the plot (capture phase, before Bokeh's handlers),
+      // and may move and come up anywhere.
+      const gesture = { x: 0, y: 0, moved: 0, up: 0, tap: false, down: false, held: null as number[] | null }
+      const open = (picked: number[]) => { if (picked.length > 0 && answer.csv) tapped.current(answer.csv, picked[0]) }
+      const down = (e: PointerEvent) => {
+        Object.assign(gesture, { x: e.clientX, y: e.clientY, moved: 0, tap: false, down: true, held: null })
+      }
+      const move = (e: PointerEvent) => {
+        if (gesture.down) gesture.moved = Math.max(gesture.moved, Math.hypot(e.clientX - gesture.x, e.clientY - gesture.y))
+      }
       const up = (e: PointerEvent) => {
-        gesture.tap = Math.hypot(e.clientX - gesture.x, e.clientY - gesture.y) < 5
+        if (!gesture.down) return
+        move(e)
+        gesture.tap = e.type === 'pointerup' && gesture.moved < 5
+        gesture.down = false
         gesture.up = performance.now()
+        if (gesture.held) {  // the selection changed during the gesture
+          if (gesture.tap) open(gesture.held)
+          gesture.held = null
+          gesture.tap = false
+        }
       }
       const host = element.current
       host.addEventListener('pointerdown', down, true)
-      host.addEventListener('pointerup', up, true)
+      window.addEventListener('pointermove', move, true)
+      window.addEventListener('pointerup', up, true)
+      window.addEventListener('pointercancel', up, true)
       const changed = () => {
         const rows = source.data.row
         const picked = Array.from(source.selected.indices, (i) => Number(rows ? rows[i] : i))
         setSelection(picked)
+        if (gesture.down) { gesture.held = picked; return }  // judged when the gesture ends
         const pointer = performance.now() - gesture.up < 1000
-        const tap = pointer ? gesture.tap && picked.length > 0 : picked.length === 1
+        const tap = pointer ? gesture.tap : picked.length === 1
         gesture.tap = false
-        if (tap && answer.csv) tapped.current(answer.csv, picked[0])
+        if (tap) open(picked)
       }
       const signal = source.selected.properties.indices.change
       signal.connect(changed)
       detach = () => {
         signal.disconnect(changed)
         host.removeEventListener('pointerdown', down, true)
-        host.removeEventListener('pointerup', up, true)
+        window.removeEventListener('pointermove', move, true)
+        window.removeEventListener('pointerup', up, true)
+        window.removeEventListener('pointercancel', up, true)
       }
     }).catch((e) => { if (live) setError((e as Error).message) })
     return () => { live = false; detach(); embedded?.dispose() }
@@ -79,7 +103,6 @@ export function BokehPlot({ base, path, onRow, onCsvSaved }: {
     <div className="plot-output">
       <div ref={element} className="bokeh-plot" data-testid="output-plot" data-selected={selection.length} />
       {error && <div className="error" role="alert">{error}</div>}
-      {wired === false && <p className="muted">This plot has no <code>points</code> source: taps and selections do nothing.</p>}
       {wired && (
         <div className="pager">
           <span className="muted" data-testid="plot-selection">

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react'
 import { api, ApiError, formatBytes, formatDate } from './api'
 import { JobPanel } from './JobPanel'
+import { Modal } from './Modal'
 import { PluginForm } from './PluginForm'
 import type { Dataset, Job, Plugin } from './types'
 
@@ -42,21 +43,14 @@ export function DatasetsTab() {
       </div>
       {error && <div className="error" role="alert">{error}</div>}
       {creating && (
-        <div className="dialog-backdrop">
-          <div className="card dialog" role="dialog" aria-label="Create dataset">
-            <div className="page-head">
-              <h3>Create dataset</h3>
-              <span className="spacer" />
-              <button className="secondary" onClick={() => setCreating(false)}>Close</button>
-            </div>
-            <label>Pre-processing plugin
-              <select value={pluginId} onChange={(e) => setPluginId(e.target.value)} name="plugin">
-                {plugins.map((p) => <option key={p.id} value={p.id}>{p.title}</option>)}
-              </select>
-            </label>
-            {plugin && <PluginForm plugin={plugin} onQueued={queued} />}
-          </div>
-        </div>
+        <Modal title="Create dataset" onClose={() => setCreating(false)}>
+          <label>Pre-processing plugin
+            <select value={pluginId} onChange={(e) => setPluginId(e.target.value)} name="plugin">
+              {plugins.map((p) => <option key={p.id} value={p.id}>{p.title}</option>)}
+            </select>
+          </label>
+          {plugin && <PluginForm plugin={plugin} onQueued={queued} />}
+        </Modal>
       )}
       {jobs.map((j) => <JobPanel key={j.id} jobId={j.id} onFinished={load} />)}
       {datasets === null ? <p>Loading…</p> : datasets.length === 0 ? (

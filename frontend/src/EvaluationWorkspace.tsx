@@ -18,7 +18,7 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
   const [tab, setTab] = useState<Tab>(metrics ? 'metrics' : 'table')
   const [plugins, setPlugins] = useState<Plugin[]>([])
   const [items, setItems] = useState<Postprocess[] | null>(null)
-  const [live, setLive] = useState<Set<number>>(new Set())
+  const [logs, setLogs] = useState<Set<number>>(new Set())  // finished runs whose log is open
   const [opened, setOpened] = useState<{ id: number; path: string } | null>(null)
   const [dialog, setDialog] = useState<{ plugin: Plugin; initial: Record<string, unknown> } | null>(null)
   const [csvVersion, setCsvVersion] = useState(0)
@@ -41,7 +41,6 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
       setItems(r.results)
       const running = r.results.filter((p) => !FINAL_STATES.includes(p.state)).map((p) => p.id)
       running.forEach((id) => autoOpen.current.add(id))
-      setLive(new Set(running))
     }).catch((e) => { if (alive) setError(`Outputs: ${(e as ApiError).message}`) })
     return () => { alive = false; timers.current.forEach(clearTimeout) }
   }, [base])
@@ -59,19 +58,22 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
     setTab('outputs')
   }
 
-  // Once a job ends, its outputs are listed (retried briefly: they are recorded as the job ends).
+  // Once a job ends, its state and outputs are listed (retried briefly: they are recorded as the
+  // job ends); the list then shows it finished, without its live panel.
   const refresh = useCallback(async (id: number, attempt = 0) => {
     try {
       const r = await api<{ results: Postprocess[] }>(`${base}/postprocess/`)
       setItems(r.results)
       setCsvVersion((v) => v + 1)
       const done = r.results.find((p) => p.id === id)
-      if (!autoOpen.current.has(id) || !done) return
-      const pending = !FINAL_STATES.includes(done.state) || (done.state === 'succeeded' && done.outputs.length === 0)
+      if (!done) return
+      const pending = !FINAL_STATES.includes(done.state) ||
+        (autoOpen.current.has(id) && done.state === 'succeeded' && done.outputs.length === 0)
       if (pending && attempt < 5) {
         timers.current.push(window.setTimeout(() => refresh(id, attempt + 1), 400 * (attempt + 1)))
         return
       }
+      if (!autoOpen.current.has(id)) return
       autoOpen.current.delete(id)
       if (done.state === 'succeeded' && done.outputs.length) open(done, done.outputs[0])
     } catch (e) {
@@ -82,11 +84,10 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
   const queued = (postprocess: Postprocess) => {
     setDialog(null)
     setItems((prev) => [postprocess, ...(prev ?? []).filter((p) => p.id !== postprocess.id)])
-    setLive((prev) => new Set(prev).add(postprocess.id))
     autoOpen.current.add(postprocess.id)
     setTab('outputs')
   }
-  const toggleLog = (postprocess: Postprocess) => setLive((prev) => {
+  const toggleLog = (postprocess: Postprocess) => setLogs((prev) => {
     const next = new Set(prev)
     if (!next.delete(postprocess.id)) next.add(postprocess.id)
     return next
@@ -122,7 +123,7 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
             <div className="card">
               <h4>Outputs</h4>
               {items === null ? <p className="muted">Loading…</p> : (
-                <OutputsList base={base} items={items} live={live} opened={opened} onOpen={open}
+                <OutputsList base={base} items={items} plugins={plugins} logs={logs} opened={opened} onOpen={open}
                   onFinished={(p) => refresh(p.id)} onToggleLog={toggleLog} />
               )}
             </div>

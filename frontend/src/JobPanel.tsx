@@ -3,9 +3,10 @@ import { api, ApiError } from './api'
 import { useJobEvents } from './useJobEvents'
 import type { Job, JobEvent } from './types'
 
-// Live log lines, a progress bar and the job's state; cancel while it runs.
-export function JobPanel({ jobId, onFinished, onEvents }: {
-  jobId: number; onFinished?: (job: Job) => void; onEvents?: (events: JobEvent[]) => void
+// Live log lines, a progress bar and the job's state; cancel while it runs. Untitled where the
+// page around it already names the job (the outputs list).
+export function JobPanel({ jobId, onFinished, onEvents, untitled = false }: {
+  jobId: number; onFinished?: (job: Job) => void; onEvents?: (events: JobEvent[]) => void; untitled?: boolean
 }) {
   const stream = useJobEvents(jobId, 'queued', onEvents)
   const [job, setJob] = useState<Job | null>(null)
@@ -38,7 +39,7 @@ export function JobPanel({ jobId, onFinished, onEvents }: {
   return (
     <div className="card job-panel" data-testid="job-panel" data-job={jobId} data-state={stream.state} data-seq={stream.lastSeq}>
       <div className="job-head">
-        <strong>{job?.title || `Job ${jobId}`}</strong>
+        {!untitled && <strong>{job?.title || `Job ${jobId}`}</strong>}
         <span className={`badge state-${stream.state}`} data-testid="job-state">{stream.state}</span>
         <span className={stream.connected ? 'live on' : 'live'}>{stream.connected ? 'live' : final ? '' : 'reconnecting…'}</span>
         <span className="spacer" />

@@ -4,7 +4,7 @@ import { FieldError } from './FieldError'
 import { Modal } from './Modal'
 
 // Asks for a name (of a CSV to save, of a dataset to make), then runs the action; its errors stay
-// in the dialog so the name can be changed and tried again.
+// in the dialog so the name can be changed and tried again (each once: the name's under it).
 export function NameDialog({ title, label, initial, hint, submitLabel, onSubmit, onClose, testId }: {
   title: string; label: string; initial: string; hint?: string; submitLabel: string
   onSubmit: (name: string) => Promise<void>; onClose: () => void; testId?: string
@@ -35,7 +35,9 @@ export function NameDialog({ title, label, initial, hint, submitLabel, onSubmit,
           {hint && <div className="hint">{hint}</div>}
           <FieldError error={error} field="name" />
         </div>
-        {error && <div className="error" role="alert">{error.message}</div>}
+        {error && (Object.keys(error.errors ?? {}).length === 0 ? <div className="error" role="alert">{error.message}</div>
+          : Object.entries(error.errors).filter(([field]) => field !== 'name').map(([field, messages]) => (
+            <div key={field} className="error" role="alert">{field}: {messages.join(' ')}</div>)))}
         <button type="submit" disabled={busy || !name.trim()} data-testid="name-submit">{submitLabel}</button>
       </form>
     </Modal>

@@ -3,12 +3,12 @@ import { api, ApiError } from './api'
 import { ContextMenu, type MenuAction, type MenuEntry } from './ContextMenu'
 import { CsvPicker } from './CsvPicker'
 import { ImageDialog } from './ImageDialog'
+import { JobPanel } from './JobPanel'
 import { NameDialog } from './NameDialog'
 import { TableFilters } from './TableFilters'
-import { navigate } from './hooks'
 import { parseHeader } from './nncHeader'
 import type { CellContext, CsvInfo, Plugin, TableFilter, TablePage, TableRow, TableSort } from './types'
-import { classOf, filterFields, groupPlugins, PAGE_SIZE, tableUrl, withoutCsv } from './workspace'
+import { classOf, datasetHint, filterFields, groupPlugins, makeDataset as convert, PAGE_SIZE, tableUrl, withoutCsv } from './workspace'
 
 // What the table shows; kept by the parent across remounts (tabs) and used to apply a filter from
 // outside (the run page's confusion matrix).
@@ -18,6 +18,37 @@ interface MenuState { x: number; y: number; row: TableRow | null; column: number
 type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: string; name: string }
 
 const MENU_KEYS = (event: React.KeyboardEvent) => event.key === 'ContextMenu' || (event.shiftKey && event.key === 'F10')
+
+// A contextmenu event that the keyboard fired (the menu key, Shift+F10): a PointerEvent without a
+// pointer type, or (older browsers) one at (0, 0).
+function fromKeyboard(event: React.MouseEvent): boolean {
+  const native = event.nativeEvent as MouseEvent & { pointerType?: string }
+  if (typeof native.pointerType === 'string') return native.pointerType === ''
+  return event.clientX === 0 && event.clientY === 0
+}
+
+// A classification result (`y` and `y'__0`, `y'__1`…): per row, the class with the highest score
+// and whether it differs from `y`.
+interface Prediction { column: number; index: number; wrong: boolean; actual: number | null }
+function predictionsOf(page: TablePage | null): ((row: TableRow) => Prediction | null) | null {
+  if (!page) return null
+  const scores = page.header.map((h, column) => ({ column, match: parseHeader(h).name.match(/^y'__(\d+)$/) }))
+    .filter((c) => c.match).map((c) => ({ column: c.column, index: Number(c.match![1]) }))
+  if (scores.length < 2) return null
+  const actualColumn = page.header.findIndex((h) => parseHeader(h).name === 'y')
+  return (row) => {
+    let best: { column: number; index: number; value: number } | null = null
+    for (const s of scores) {
+      const text = row.cells[s.column] ?? ''
+      const value = text.trim() === '' ? NaN : Number(text)
+      if (Number.isFinite(value) && (!best || value > best.value)) best = { ...s, value }
+    }
+    if (!best) return null
+    const text = actualColumn >= 0 ? (row.cells[actualColumn] ?? '').trim() : ''
+    const actual = text !== '' && Number.isInteger(Number(text)) ? Number(text) : null
+    return { column: best.column, index: best.index, actual, wrong: actual !== null && actual !== best.index }
+  }
+}
 
 // NNC's Evaluation table over one CSV of a run or dataset: paginated, sortable, filtered, image
 // cells as thumbnails; right-click (or Shift+F10 / the menu key) on a cell opens its context menu.
@@ -43,6 +74,7 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
   const [dialog, setDialog] = useState<Dialog | null>(null)
   const [focus, setFocus] = useState({ row: 0, col: 0 })
   const [listVersion, setListVersion] = useState(0)
+  const [conversion, setConversion] = useState<{ job: number; name: string } | null>(null)
   const table = useRef<HTMLTableElement>(null)
   const loaded = useRef(onLoaded)
   loaded.current = onLoaded
@@ -166,10 +198,18 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
     setListVersion((v) => v + 1)
     onCsvSaved?.(saved.name)
   }
+  // Of the rows shown (filter, order) or the whole CSV; the conversion job shows here, with a link
+  // to the dataset once it is made.
+  const viewFields = filterFields(effective, sort)
   const makeDataset = async (name: string) => {
-    const made = await api<{ job: number }>(`${base}/table/to-dataset/`, { method: 'POST', body: { csv, name } })
+    const made = await convert(base, csv, name, viewFields)
     setDialog(null)
-    navigate(`/jobs/${made.job}`)  // the conversion job; its panel links the new dataset
+    setConversion({ job: made.job, name })
+    if (made.saved) {
+      setNotice({ text: `Saved the rows shown as ${made.saved}; making the dataset ${name} from it.`, csv: made.saved })
+      setListVersion((v) => v + 1)
+      onCsvSaved?.(made.saved)
+    }
   }
 
   const renderCell = (row: TableRow, column: number) => {
@@ -181,6 +221,11 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
     }
     const name = page ? classOf(page.header[column] ?? '', cell) : null
     return name === null ? cell : <span className="label">{cell}: {name}</span>
+  }
+  const predicted = predictionsOf(page)
+  const className = (index: number) => {
+    const name = page?.classes?.[index]
+    return name === undefined ? String(index) : `${index}: ${name}`
   }
 
   // Numbers align right, except class indices (shown with their class names).
@@ -206,6 +251,13 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
       {error && <div className="error" role="alert">{error}</div>}
       {notice && <div className="notice" role="status">{notice.text}
         {notice.csv && picker && <button type="button" className="secondary small" onClick={() => choose(notice.csv!)}>Show it</button>}</div>}
+      {conversion && (
+        <div className="inline-job">
+          <div className="pager"><span className="muted">Making the dataset {conversion.name}</span><span className="spacer" />
+            <button type="button" className="secondary small" onClick={() => setConversion(null)}>Dismiss</button></div>
+          <JobPanel key={conversion.job} jobId={conversion.job} />
+        </div>
+      )}
       {!csv && csvs && csvs.length === 0 && <p className="empty">No CSV here yet.</p>}
       {page && (
         <div className="table-scroll">
@@ -220,24 +272,37 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
                 </th>))}
             </tr></thead>
             <tbody>
-              {rows.map((row, position) => (
-                <tr key={row.index} data-testid={`output-row-${row.index}`} aria-rowindex={page.start + position + 2}>
-                  <th scope="row" className="muted">{row.index}</th>
-                  {page.header.map((_, column) => (
+              {rows.map((row, position) => {
+                const prediction = predicted?.(row) ?? null
+                return (
+                <tr key={row.index} data-testid={`output-row-${row.index}`} aria-rowindex={page.start + position + 2}
+                  className={prediction?.wrong ? 'misclassified' : undefined} data-predicted={prediction?.index}>
+                  <th scope="row" className="muted" title={prediction?.wrong && prediction.actual !== null
+                    ? `misclassified: actual ${className(prediction.actual)}, predicted ${className(prediction.index)}` : undefined}>
+                    {row.index}</th>
+                  {page.header.map((_, column) => {
+                    const top = prediction?.column === column
+                    const classes = [numeric(column) ? 'number' : '', top ? 'predicted' : ''].filter(Boolean).join(' ')
+                    return (
                     <td key={column} role="gridcell" data-testid={`cell-${row.index}-${column}`} data-pos={`${position}-${column}`}
                       tabIndex={focus.row === position && focus.col === column ? 0 : -1}
-                      className={numeric(column) ? 'number' : undefined}
+                      className={classes || undefined}
+                      title={top && prediction ? `predicted: ${className(prediction.index)}` : undefined}
                       onFocus={() => setFocus({ row: position, col: column })}
                       onContextMenu={(e) => {
                         e.preventDefault()
                         setFocus({ row: position, col: column })
-                        if (e.clientX === 0 && e.clientY === 0) openMenuAt(e.currentTarget, row, column)  // from the keyboard
-                        else openMenu(row, column, e.clientX, e.clientY, e.currentTarget)
+                        if (fromKeyboard(e)) {
+                          // The menu key also fires keydown, which opened the menu already.
+                          if (!(menu && menu.from === e.currentTarget)) openMenuAt(e.currentTarget, row, column)
+                        } else openMenu(row, column, e.clientX, e.clientY, e.currentTarget)
                       }}
                       onKeyDown={(e) => onCellKey(e, position, row, column)}>
                       {renderCell(row, column)}
-                    </td>))}
-                </tr>))}
+                    </td>)
+                  })}
+                </tr>)
+              })}
               {rows.length === 0 && <tr><td colSpan={page.header.length + 1} className="empty">No rows match.</td></tr>}
             </tbody>
           </table>
@@ -253,7 +318,7 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
       {dialog?.kind === 'dataset' && (
         <NameDialog title="Make a dataset from this CSV" label="Dataset name" submitLabel="Make dataset" testId="make-dataset-dialog"
           initial={withoutCsv(csv)} onSubmit={makeDataset} onClose={() => setDialog(null)}
-          hint={`Every row of ${csv} becomes a row of the new dataset, its images copied.`} />
+          hint={datasetHint(csv, viewFields, page)} />
       )}
       {dialog?.kind === 'image' && <ImageDialog src={dialog.src} name={dialog.name} onClose={() => setDialog(null)} />}
     </div>

@@ -1,14 +1,13 @@
-import { useState } from 'react'
-import { api } from './api'
+import { useRef, useState } from 'react'
 import { BokehPlot } from './BokehPlot'
 import { CrossTabulation } from './CrossTabulation'
 import { NameDialog } from './NameDialog'
-import { OutputTable } from './OutputTable'
+import { JobPanel } from './JobPanel'
+import { OutputTable, type TableView } from './OutputTable'
 import { RowDetails } from './RowDetails'
 import { ZoomableImage } from './ZoomableImage'
-import { navigate } from './hooks'
 import type { CellContext, Plugin, Postprocess, PostprocessOutput, TablePage } from './types'
-import { outputUrl, tsneAxes, withoutCsv } from './workspace'
+import { datasetHint, filterFields, makeDataset as convert, outputUrl, tsneAxes, withoutCsv } from './workspace'
 
 // One output of a post-processing run: a table (browsable like the Output result), an image
 // (zoomable), a Bokeh plot (tap / select wired) or a file; each downloadable.
@@ -21,6 +20,8 @@ export function OutputViewer({ base, postprocess, output, plugins, onPlugin, ope
   const [page, setPage] = useState<TablePage | null>(null)
   const [row, setRow] = useState<{ csv: string; index: number } | null>(null)
   const [making, setMaking] = useState(false)
+  const [conversion, setConversion] = useState<{ job: number; name: string } | null>(null)
+  const view = useRef<TableView | null>(null)  // the table's filter and order: the dataset is of the rows shown
   const isTable = output.kind === 'table' && postprocess.plugin_id !== 'cross_tabulation'
   const axes = isTable && page?.csv === output.path ? tsneAxes(page.variables) : null
   const scatter = plugins.find((p) => p.id === 'scatter_plot')
@@ -32,10 +33,17 @@ export function OutputViewer({ base, postprocess, output, plugins, onPlugin, ope
     if (page.variables.includes('y')) initial.c = 'y'
     openPlugin(scatter, initial)
   }
+  const viewFields = () => {
+    const v = view.current
+    if (!v || v.csv !== output.path) return {}
+    return filterFields({ ...v.filter, threshold: v.filter.flagged === undefined ? undefined : parseFloat(v.threshold) }, v.sort)
+  }
+  // The conversion job shows here, with a link to the dataset once it is made.
   const makeDataset = async (name: string) => {
-    const made = await api<{ job: number }>(`${base}/table/to-dataset/`, { method: 'POST', body: { csv: output.path, name } })
+    const made = await convert(base, output.path, name, viewFields())
     setMaking(false)
-    navigate(`/jobs/${made.job}`)  // the conversion job; its panel links the new dataset
+    setConversion({ job: made.job, name })
+    if (made.saved) onCsvSaved(made.saved)
   }
 
   return (
@@ -54,9 +62,17 @@ export function OutputViewer({ base, postprocess, output, plugins, onPlugin, ope
       {output.kind === 'table' && postprocess.plugin_id === 'cross_tabulation' && <CrossTabulation base={base} path={output.path} />}
       {isTable && (
         <OutputTable key={output.path} base={base} view={{ csv: output.path }} picker={false}
-          plugins={plugins} onPlugin={onPlugin} onCsvSaved={onCsvSaved} onLoaded={setPage} />
+          plugins={plugins} onPlugin={onPlugin} onCsvSaved={onCsvSaved} onLoaded={setPage}
+          onViewChange={(v) => { view.current = v }} />
       )}
       {output.kind === 'image' && <ZoomableImage src={outputUrl(base, output.path)} alt={output.path} testId="output-image" />}
+      {conversion && (
+        <div className="inline-job">
+          <div className="pager"><span className="muted">Making the dataset {conversion.name}</span><span className="spacer" />
+            <button type="button" className="secondary small" onClick={() => setConversion(null)}>Dismiss</button></div>
+          <JobPanel key={conversion.job} jobId={conversion.job} />
+        </div>
+      )}
       {output.kind === 'plot' && (
         <div className="plot-with-row">
           <BokehPlot base={base} path={output.path} onCsvSaved={onCsvSaved} onRow={(csv, index) => setRow({ csv, index })} />
@@ -66,7 +82,8 @@ export function OutputViewer({ base, postprocess, output, plugins, onPlugin, ope
       {output.kind === 'file' && <p className="muted">This output is a file: download it to open it.</p>}
       {making && (
         <NameDialog title="Make a dataset from this CSV" label="Dataset name" submitLabel="Make dataset" testId="make-dataset-dialog"
-          initial={withoutCsv(output.path.split('/').pop() ?? output.path)} onSubmit={makeDataset} onClose={() => setMaking(false)} />
+          initial={withoutCsv(output.path.split('/').pop() ?? output.path)} onSubmit={makeDataset} onClose={() => setMaking(false)}
+          hint={datasetHint(output.path, viewFields(), page)} />
       )}
     </section>
   )

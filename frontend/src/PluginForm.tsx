@@ -77,8 +77,16 @@ function FileInput({ param, onUploaded }: { param: Param; onUploaded: (value: un
 }
 
 // What csv, variable and model parameters offer: the CSVs of the run or dataset the form is for,
-// the variables of the CSV chosen in the form, and whose model it is.
-export interface ParamChoices { csvs?: CsvInfo[]; variables?: string[] | null; modelLabel?: string }
+// the variables of the CSV chosen in the form, and whose model it is. extras (variables a plugin
+// computes from the model, t-SNE's `features`) are offered only where there is a model (a run).
+export interface ParamChoices {
+  csvs?: CsvInfo[]; variables?: string[] | null; modelLabel?: string; extras?: boolean
+}
+
+// The variables a variable parameter may take: the CSV's, then its extras where they apply.
+export function variableChoices(param: Param, variables: string[], extras = true): string[] {
+  return [...variables, ...(extras ? param.extras ?? [] : []).filter((v) => !variables.includes(v))]
+}
 
 // A select whose current value stays listed even before (or without) the server's options.
 function OptionsSelect({ id, param, value, options, onChange }: {
@@ -109,7 +117,7 @@ export function ParamInput({ param, value, onChange, datasets, choices = {} }: {
       options={choices.csvs.map((c) => ({ value: c.name, label: `${c.name} (${c.rows} rows)` }))} />
   }
   if (param.type === 'variable' && choices.variables) {
-    const names = [...choices.variables, ...(param.extras ?? []).filter((v) => !choices.variables!.includes(v))]
+    const names = variableChoices(param, choices.variables, choices.extras !== false)
     if (param.multiple) {  // a comma-separated list: free text, with the CSV's variables suggested
       return <>
         <input type="text" id={id} name={param.name} value={String(value ?? '')} list={`${id}-list`}
@@ -153,12 +161,17 @@ export function ParamInput({ param, value, onChange, datasets, choices = {} }: {
   return <input type="text" id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)} />
 }
 
+// The variables of one CSV: all of them, and those of its image columns.
+interface LoadedVariables { source: string; names: string[]; images: Set<string> }
+
 // The csvs of base (when the plugin has csv parameters) and the variables of the CSV chosen in the
-// plugin's first csv parameter (refetched when it changes).
+// plugin's first csv parameter (refetched when it changes). Until they arrive the selects are
+// there already (empty), so the field that has focus is never replaced under it.
 function useParamChoices(plugin: Plugin, base: string | undefined, values: Record<string, unknown>) {
   const [csvs, setCsvs] = useState<CsvInfo[] | undefined>(undefined)
-  const [variables, setVariables] = useState<string[] | null>(null)
-  const [error, setError] = useState('')
+  const [variables, setVariables] = useState<LoadedVariables | null>(null)
+  const [csvError, setCsvError] = useState('')
+  const [variablesError, setVariablesError] = useState('')
   const needsCsvs = Boolean(base) && plugin.params.some((p) => p.type === 'csv')
   const firstCsv = plugin.params.find((p) => p.type === 'csv')
   const needsVariables = Boolean(base) && plugin.params.some((p) => p.type === 'variable')
@@ -167,25 +180,108 @@ function useParamChoices(plugin: Plugin, base: string | undefined, values: Recor
   useEffect(() => {
     if (!needsCsvs || !base) return
     let live = true
-    api<{ results: CsvInfo[] }>(`${base}/csvs/`).then((r) => { if (live) setCsvs(r.results) })
-      .catch((e) => { if (live) setError(`CSV list: ${(e as ApiError).message}`) })
+    api<{ results: CsvInfo[] }>(`${base}/csvs/`).then((r) => { if (live) { setCsvs(r.results); setCsvError('') } })
+      .catch((e) => { if (live) setCsvError(`CSV list: ${(e as ApiError).message}`) })
     return () => { live = false }
   }, [base, needsCsvs])
 
   useEffect(() => {
     setVariables(null)
+    setVariablesError('')
     if (!needsVariables || !base || !source) return
     let live = true
-    api<TablePage>(tableUrl(base, source, 0, 1)).then((page) => { if (live) { setVariables(page.variables); setError('') } })
-      .catch((e) => { if (live) setError(`Variables of ${source}: ${(e as ApiError).message}`) })
+    api<TablePage>(tableUrl(base, source, 0, 1)).then((page) => {
+      if (!live) return
+      const images = new Set(page.columns.filter((c) => c.kind === 'image').map((c) => c.variable))
+      setVariables({ source, names: page.variables, images })
+    }).catch((e) => { if (live) setVariablesError(`Variables of ${source}: ${(e as ApiError).message}`) })
     return () => { live = false }
   }, [base, needsVariables, source])
 
+  const current = variables && variables.source === source ? variables : null
   const choices: ParamChoices = {
-    csvs, variables: needsVariables ? (variables ?? []) : null,
+    csvs: needsCsvs ? (csvs ?? []) : undefined,
+    variables: needsVariables ? (current?.names ?? []) : null,
     modelLabel: base === undefined || isRunBase(base) ? "this run's model" : 'no model here: run this from a run',
+    extras: base === undefined || isRunBase(base),
   }
-  return { choices, error }
+  // Still loading: the variables of a chosen CSV (not when they failed: the server then judges).
+  const loading = needsVariables && Boolean(source) && !current && !variablesError
+  return { choices, csvs: needsCsvs ? csvs ?? null : null, variables: current, loading,
+    error: [csvError, variablesError].filter(Boolean).join(' ') }
+}
+
+// The variables of a comma-separated list parameter.
+const listItems = (value: unknown) => String(value ?? '').split(',').map((v) => v.trim()).filter(Boolean)
+
+// Values whose csv or variable parameters name something the chosen CSV (or the workspace) does not
+// have are reset: to the default where that is there, else (required) to the first sensible choice,
+// one that no other variable parameter holds and not an image column where another is left, else
+// (optional) to nothing. Returns the values unchanged (the same object) when all are fine.
+function resetInvalid(plugin: Plugin, values: Record<string, unknown>, csvs: CsvInfo[] | null,
+                      variables: LoadedVariables | null, extras: boolean): Record<string, unknown> {
+  let next = values
+  const set = (name: string, value: unknown) => {
+    if (next[name] === value) return
+    if (next === values) next = { ...values }
+    next[name] = value
+  }
+  if (csvs) {
+    const names = csvs.map((c) => c.name)
+    for (const p of plugin.params.filter((q) => q.type === 'csv')) {
+      const value = next[p.name]
+      if (typeof value !== 'string' || value === '' || names.includes(value)) continue
+      const fallback = typeof p.default === 'string' && names.includes(p.default) ? p.default : p.required ? names[0] ?? '' : ''
+      set(p.name, fallback)
+    }
+  }
+  const firstCsv = plugin.params.find((p) => p.type === 'csv')
+  if (!variables || (firstCsv && String(next[firstCsv.name] ?? '') !== variables.source)) return next
+  const params = plugin.params.filter((p) => p.type === 'variable')
+  const held = new Set<string>()
+  const invalid: Param[] = []
+  for (const p of params) {
+    const allowed = variableChoices(p, variables.names, extras)
+    if (p.multiple) {
+      const items = listItems(next[p.name])
+      const kept = items.filter((v) => allowed.includes(v))
+      if (kept.length !== items.length) set(p.name, kept.join(','))
+      if (kept.length === 0 && p.required) invalid.push(p)
+      kept.forEach((v) => held.add(v))
+      continue
+    }
+    const value = String(next[p.name] ?? '')
+    if (value === '' ? p.required : !allowed.includes(value)) invalid.push(p)
+    else if (value !== '') held.add(value)
+  }
+  for (const p of invalid) {
+    const allowed = variableChoices(p, variables.names, extras)
+    const byDefault = typeof p.default === 'string' && allowed.includes(p.default) ? p.default : null
+    let choice = ''
+    if (byDefault && !held.has(byDefault)) choice = byDefault
+    else if (p.required) {
+      const free = allowed.filter((v) => !held.has(v))
+      choice = free.find((v) => !variables.images.has(v)) ?? free[0] ?? byDefault ?? allowed[0] ?? ''
+    }
+    if (choice) held.add(choice)
+    set(p.name, choice)
+  }
+  return next
+}
+
+// Variable values not among the CSV's variables (a check before sending: never a value not listed).
+function variableErrors(plugin: Plugin, values: Record<string, unknown>, variables: LoadedVariables | null,
+                        extras: boolean): Record<string, string[]> {
+  const errors: Record<string, string[]> = {}
+  if (!variables) return errors
+  for (const p of plugin.params.filter((q) => q.type === 'variable')) {
+    const allowed = variableChoices(p, variables.names, extras)
+    const items = p.multiple ? listItems(values[p.name]) : [String(values[p.name] ?? '')].filter(Boolean)
+    const missing = items.find((v) => !allowed.includes(v))
+    if (missing !== undefined) errors[p.name] = [`${variables.source} has no variable ${missing}: choose one of the list.`]
+    else if (p.required && items.length === 0) errors[p.name] = ['Choose a variable.']
+  }
+  return errors
 }
 
 // The form for any plugin, rendered from its schema; the server validates and answers per field.
@@ -199,7 +295,9 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
   const [error, setError] = useState<ApiError | null>(null)
   const [busy, setBusy] = useState(false)
   const [datasets, setDatasets] = useState<Dataset[]>([])
-  const { choices, error: choicesError } = useParamChoices(plugin, base, values)
+  const { choices, csvs, variables, loading, error: choicesError } = useParamChoices(plugin, base, values)
+  const form = useRef<HTMLFormElement>(null)
+  const extras = choices.extras !== false
 
   useEffect(() => { setValues(initialValues(plugin, initial)); setError(null) }, [plugin])  // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
@@ -207,9 +305,26 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
       api<{ results: Dataset[] }>('/api/datasets/').then((r) => setDatasets(r.results)).catch(() => undefined)
     }
   }, [plugin])
+  // When the CSVs or the chosen CSV's variables arrive, values they do not have are reset.
+  useEffect(() => {
+    setValues((prev) => resetInvalid(plugin, prev, csvs, variables, extras))
+  }, [plugin, csvs, variables, extras])
+
+  // The first field with an error comes into view (long forms scroll).
+  useEffect(() => {
+    if (!error || !form.current) return
+    const field = plugin.params.find((p) => error.errors?.[p.name]?.length)
+    const input = field && form.current.querySelector<HTMLElement>(`[name="${CSS.escape(field.name)}"]`)
+    input?.focus()
+  }, [error, plugin])
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault()
+    const invalid = variableErrors(plugin, values, variables, extras)
+    if (Object.keys(invalid).length) {
+      setError(new ApiError(400, 'Some variables are not in the chosen CSV.', invalid))
+      return
+    }
     setBusy(true)
     setError(null)
     try {
@@ -223,10 +338,13 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
     }
   }
 
+  // Field errors show under their field; below the form only the message of an error without
+  // fields and the errors of fields the form does not have.
   const names = new Set(plugin.params.map((p) => p.name))
-  const otherErrors = Object.entries(error?.errors ?? {}).filter(([field]) => !names.has(field))
+  const fieldErrors = Object.entries(error?.errors ?? {}).filter(([, messages]) => messages?.length)
+  const otherErrors = fieldErrors.filter(([field]) => !names.has(field))
   return (
-    <form className="plugin-form" onSubmit={submit} data-plugin={plugin.id}>
+    <form className="plugin-form" onSubmit={submit} data-plugin={plugin.id} ref={form}>
       <p className="hint">{plugin.description}</p>
       {plugin.params.map((p) => (
         <div className="field" key={p.name}>
@@ -238,9 +356,12 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
         </div>
       ))}
       {choicesError && <div className="error" role="alert">{choicesError}</div>}
-      {error && <div className="error" role="alert">{error.message}
-        {otherErrors.map(([field, messages]) => <div key={field}>{field}: {messages.join(' ')}</div>)}</div>}
-      <button type="submit" disabled={busy} data-testid={submitTestId}>{submitLabel}</button>
+      {error && (otherErrors.length > 0 ? (
+        <div className="error" role="alert">
+          {otherErrors.map(([field, messages]) => <div key={field}>{field}: {messages.join(' ')}</div>)}</div>
+      ) : fieldErrors.length === 0 && <div className="error" role="alert">{error.message}</div>)}
+      <button type="submit" disabled={busy || loading} data-testid={submitTestId}
+        title={loading ? 'Loading the variables of the chosen CSV…' : undefined}>{submitLabel}</button>
     </form>
   )
 }

@@ -19,12 +19,12 @@ type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: str
 
 const MENU_KEYS = (event: React.KeyboardEvent) => event.key === 'ContextMenu' || (event.shiftKey && event.key === 'F10')
 
-// A contextmenu event that the keyboard fired (the menu key, Shift+F10): a PointerEvent without a
-// pointer type, or (older browsers) one at (0, 0).
+// A contextmenu event that the keyboard fired (the menu key, Shift+F10): Chromium gives it button
+// -1 (and the focused element's position), the spec a PointerEvent without a pointer type, older
+// browsers (0, 0).
 function fromKeyboard(event: React.MouseEvent): boolean {
   const native = event.nativeEvent as MouseEvent & { pointerType?: string }
-  if (typeof native.pointerType === 'string') return native.pointerType === ''
-  return event.clientX === 0 && event.clientY === 0
+  return native.button === -1 || native.pointerType === '' || (event.clientX === 0 && event.clientY === 0)
 }
 
 // A classification result (`y` and `y'__0`, `y'__1`…): per row, the class with the highest score

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnc_web.engine.analysis.table import Table, find_columns, is_image_cell, load_table, variable_names
+from nnc_web.engine.analysis.table import Table, is_image_cell, load_table, variable_names
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.plugins.context import Workspace
@@ -138,4 +138,4 @@ def selected_rows(workspace: Workspace, csv_name: str, chosen: RowFilter, anomal
     return table, matching_rows(table, chosen, anomaly)
 
 
-__all__ = ["RowFilter", "find_columns", "selected_rows", "table_page"]
+__all__ = ["RowFilter", "matching_rows", "selected_rows", "table_page"]

@@ -122,7 +122,8 @@ def _alive(pid: int) -> bool:
 def test_launcher_leaves_no_orphans(tmp_path, how):
     process, info = start_stack(tmp_path, free_port())
     children = list(info["pids"].values())
-    assert set(info["pids"]) == {"redis", "worker", "worker-gpu", "daphne", "daphne-2"}  # two web processes
+    web = {name for name in info["pids"] if name.startswith("daphne")}
+    assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu"} and len(web) >= 2  # web processes
     assert all(_alive(pid) for pid in children)
     if how == "SIGTERM":
         stop_stack(process)

@@ -7,6 +7,12 @@ from django.core.management.base import BaseCommand
 from nnc_web import launcher
 
 
+def web_processes() -> int:
+    """One more than the cores (a synchronous view blocks its process while it waits on disk or the
+    database), at most 4: on 2 cores, 3 processes gave p95 207 ms at 20 clients (benchmarks/http_load.py)."""
+    return int(os.environ.get("NNC_WEB_PROCESSES", 0)) or min(4, (os.cpu_count() or 1) + 1)
+
+
 class Command(BaseCommand):
     help = "Run NNC Web: embedded Redis (unless REDIS_URL), Dramatiq workers and Daphne."
 
@@ -19,7 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--gpu-worker", choices=["on", "off"], default="on",
                             help="a separate one-job-at-a-time worker for the gpu queue")
         parser.add_argument("--web-processes", type=int, default=None,
-                            help="Daphne processes sharing the port (default NNC_WEB_PROCESSES, else 2)")
+                            help="Daphne processes sharing the port (default NNC_WEB_PROCESSES, else cores + 1, "
+                                 "at most 4)")
         parser.add_argument("--ready-file", type=Path, default=None,
                             help="write a JSON file with the URL once everything answers")
 
@@ -27,5 +34,5 @@ class Command(BaseCommand):
         code = launcher.run(options["host"], options["port"], options["worker_processes"],
                             options["worker_threads"], options["gpu_worker"] == "on", options["ready_file"],
                             out=self.stdout._out,
-                            web_processes=options["web_processes"] or int(os.environ.get("NNC_WEB_PROCESSES", 2)))
+                            web_processes=options["web_processes"] or web_processes())
         raise SystemExit(code)

@@ -547,12 +547,13 @@ def test_faces_in_real_photos(tmp_path, reporter):
 
 # -- scatter ---------------------------------------------------------------------------------------
 
-def find_model(item: dict, predicate) -> dict:
+def bokeh_models(item: dict) -> list[dict]:
+    """Every model object in a json_item's document, however deeply nested."""
     found = []
 
     def walk(node):
         if isinstance(node, dict):
-            if node.get("type") == "object" and predicate(node):
+            if node.get("type") == "object":
                 found.append(node)
             for value in node.values():
                 walk(value)
@@ -561,25 +562,17 @@ def find_model(item: dict, predicate) -> dict:
                 walk(value)
 
     walk(item["doc"])
+    return found
+
+
+def find_model(item: dict, predicate) -> dict:
+    found = [model for model in bokeh_models(item) if predicate(model)]
     assert len(found) == 1, found
     return found[0]
 
 
 def model_types(item: dict) -> set[str]:
-    names = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "object":
-                names.add(node["name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(item["doc"])
-    return names
+    return {model["name"] for model in bokeh_models(item)}
 
 
 def points_of(item: dict) -> dict:
@@ -625,20 +618,7 @@ def test_scatter_item_is_data_only_webgl_with_escaped_hover():
 
 
 def json_models(item: dict, name: str) -> list[dict]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "object" and node.get("name") == name:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(item["doc"])
-    return found
+    return [model for model in bokeh_models(item) if model.get("name") == name]
 
 
 def test_scatter_of_100k_points_stays_small_and_plain_hover_uses_text_labels():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnc_web.engine.analysis.outputs import append_columns_csv
-from nnc_web.engine.analysis.table import find_columns, load_table
+from nnc_web.engine.analysis.table import find_columns, load_table, variable_names
 from nnc_web.engine.analysis.tsne import (
     embed,
     embedding_columns,
@@ -53,7 +53,7 @@ def run(ctx, params: dict) -> list:
     table = load_table(params["input"])
     resolver = resolver_for(params, params["input"])
     variable = params["variable"]
-    if variable == FEATURES and FEATURES not in {c.split("__")[0].split(":")[0] for c in table.header}:
+    if variable == FEATURES and FEATURES not in variable_names(table.header):  # a column named so wins
         vectors, rows, skipped = _model_features(ctx, params, table, resolver)
     else:
         vectors, rows, skipped = load_vectors(table, variable, resolver, ctx, max_pixels())

@@ -34,6 +34,7 @@ class Param:
     max: float | None = None
     multiple: bool = False  # variable parameters that take a comma-separated list (NNC's "variables")
     extras: tuple[str, ...] = ()  # variables a plugin computes itself rather than reads (t-SNE's `features`)
+    label: str = ""  # what the form shows (words, e.g. "Training data name"); the name is then the hint
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -43,7 +44,7 @@ class Param:
         return {"name": self.name, "type": self.type, "default": self.default, "required": self.required,
                 "help": self.help, "choices": list(self.choices) if self.choices else None,
                 "min": self.min, "max": self.max, "multiple": self.multiple,
-                "extras": list(self.extras)}
+                "extras": list(self.extras), "label": self.label or humanise(self.name)}
 
     def clean(self, value: Any, user, trusted: bool, workspace: Workspace | None = None) -> Any:
         """Coerce and check one value; raises ValueError with a user-facing message."""
@@ -74,6 +75,12 @@ class Param:
         if self.max is not None and value > self.max:
             raise ValueError(f"must be at most {_fmt(self.max)}")
         return value
+
+
+def humanise(name: str) -> str:
+    """`num_column` -> `Num column`: the fallback label of a parameter that declares none."""
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
 
 
 def _fmt(number: float) -> str:

@@ -67,7 +67,7 @@ def main() -> None:
     import pandas as pd
 
     baseline = []
-    for start in starts[: max(20, args.requests // 10)]:
+    for start in starts:  # as many samples as ours: percentiles of unequal samples are not comparable
         began = time.perf_counter()
         frame = pd.read_csv(dataset.csv_path())
         frame.iloc[start:start + 50].to_dict("records")

@@ -107,6 +107,11 @@ class LiveClient(requests.Session):
         assert response.status_code == 201, response.text
         return self
 
+    def sign_in(self, username: str) -> LiveClient:
+        response = self.post("/api/auth/login/", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return self
+
 
 _user_counter = iter(range(1, 10_000))
 

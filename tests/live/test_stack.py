@@ -245,3 +245,52 @@ def test_a_crashed_broker_or_web_server_is_restarted_and_work_goes_on(tmp_path):
                  message="the workers did not take jobs after the broker came back")
     finally:
         stop_stack(process)
+
+
+def test_a_studio_killed_mid_run_leaves_no_job_running_or_stuck_after_restart(tmp_path):
+    """SIGKILL the launcher (web, broker and workers die with it) while one run trains and a second waits
+    in the single-threaded gpu queue; after a restart the first is `worker lost` and resumable, the second
+    runs: nothing is left `running` or `queued` for ever."""
+    from tests.conftest import LiveClient
+
+    grace = {"NNC_HEARTBEAT_GRACE_SECONDS": "3", "NNC_HEARTBEAT_SECONDS": "1"}
+    process, info = start_stack(tmp_path, free_port(), grace)
+    try:
+        client = LiveClient(info["url"])
+        client.sign_up("phoenix")
+        upload = client.upload(write_class_zip(tmp_path / "d.zip", digit_images(10, 2, size=32)))
+        job = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
+            "source": upload["id"], "width": 32, "height": 32, "ratio1": 70, "ratio2": 30,
+            "file2": "valid"}}).json()
+        job = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}/").json())["state"] == "succeeded" and j)
+        train_id, valid_id = (d["id"] for d in job["datasets"])
+        project = client.post("/api/projects/", json={"name": "phoenix", "train_dataset": train_id,
+                                                      "valid_dataset": valid_id}).json()
+        client.patch(f"/api/projects/{project['id']}/", json={"config": {"max_epoch": 200, "batch_size": 4}})
+        params = {"train_param": "all", "input_size": 32}
+        first = client.post(f"/api/projects/{project['id']}/runs/", json={"plugin": "transfer_learning",
+                                                                          "params": params}).json()
+        client.patch(f"/api/projects/{project['id']}/", json={"config": {"max_epoch": 1}})  # runs snapshot it
+        second = client.post(f"/api/projects/{project['id']}/runs/", json={"plugin": "transfer_learning",
+                                                                           "params": params}).json()
+        wait_for(lambda: any(e["kind"] == "log" and e["data"]["line"].startswith("epoch 1/200")
+                             for e in client.get(f"/api/jobs/{first['job']}/events/").json()["events"]),
+                 message="the first run never finished an epoch")
+        assert client.get(f"/api/jobs/{second['job']}/").json()["state"] == "queued"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    time.sleep(2)  # the children die with their parent (PR_SET_PDEATHSIG)
+    (tmp_path / "ready.json").unlink()
+    process, info = start_stack(tmp_path, free_port(), grace)
+    try:
+        client = LiveClient(info["url"])
+        client.sign_in("phoenix")  # the same database: the account and its jobs are still there
+        lost = wait_for(lambda: (j := client.get(f"/api/jobs/{first['job']}/").json())["state"] != "running" and j,
+                        timeout=60, message="the job of the killed studio was left running")
+        assert (lost["state"], lost["message"]) == ("failed", "worker lost")
+        ended = wait_for(lambda: (r := client.get(f"/api/runs/{second['id']}/").json())["state"] in FINAL and r,
+                         timeout=120, message="the queued run was never sent again")
+        assert ended["state"] == "succeeded" and [h["epoch"] for h in ended["history"]] == [1]
+    finally:
+        stop_stack(process)

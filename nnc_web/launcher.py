@@ -267,12 +267,13 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
     from nnc_web.datasets.services import clean_abandoned_uploads
     from nnc_web.jobs.broker import JobSender, held_job_ids
     from nnc_web.jobs.services import reap_lost_jobs, resend_lost_queued
+    from nnc_web.storage import prune_thumbnail_caches
 
     broker = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
     send = JobSender(stack.redis_url)
     first_pass = True
     code = 0
-    next_reap = 0.0
+    next_reap = next_prune = 0.0
     reap_every = min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
     while not stack.stopping.wait(0.5):
         dead = [c for c in stack.children if not c.alive()]
@@ -291,6 +292,9 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
                     out.write(f"sent queued jobs again: {', '.join(map(str, resent))}\n")
                 first_pass = False
                 clean_abandoned_uploads(settings.NNC_UPLOAD_ABANDONED_HOURS)
+                if time.monotonic() >= next_prune:  # walks every cache: now and then is enough
+                    next_prune = time.monotonic() + 600
+                    prune_thumbnail_caches()
             except Exception as exc:  # noqa: BLE001 - a busy DB or broker must not stop the studio
                 out.write(f"reaper: {exc}\n")
     out.write("stopping...\n")

@@ -44,3 +44,11 @@ def folder_size(path: Path) -> int:
 def dataset_outputs_dir(user_id: int, dataset_id: int) -> Path:
     """What post-processing makes from a dataset lives beside it, not inside it (datasets are immutable)."""
     return user_dir(user_id) / "dataset_outputs" / str(int(dataset_id))
+
+
+def prune_thumbnail_caches() -> int:
+    """Every user's thumbnail cache loses the entries whose source was deleted; returns how many."""
+    from nnc_web.engine.imaging import prune_thumbnails
+
+    users = Path(settings.DATA_DIR) / "users"
+    return sum(prune_thumbnails(folder) for folder in users.iterdir() if folder.is_dir()) if users.is_dir() else 0

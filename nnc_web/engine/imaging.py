@@ -179,3 +179,24 @@ def _visible(image: Image.Image) -> Image.Image:
         return image
     scale = 255 // image.getextrema()[1]
     return image.convert("L").point(lambda value: min(255, value * scale))
+
+
+def prune_thumbnails(root: Path) -> int:
+    """Remove the cached thumbnails under `root/.thumbs` whose source is gone (a deleted run, dataset or
+    upload); returns how many. A cache entry `<key>.jpg` stands for `root/<key>`, or for `/<key>` when the
+    source lay outside `root` (see `evaluations.services.cell_thumbnail`)."""
+    cache = root / ".thumbs"
+    if not cache.is_dir():
+        return 0
+    removed = 0
+    for entry in sorted(cache.rglob("*.jpg")):
+        key = entry.relative_to(cache).as_posix().removesuffix(".jpg")
+        if not (root / key).exists() and not (Path("/") / key).exists():
+            entry.unlink(missing_ok=True)
+            removed += 1
+    for folder in sorted((p for p in cache.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only empty ones
+        except OSError:
+            pass
+    return removed

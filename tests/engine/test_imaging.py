@@ -141,3 +141,26 @@ def test_non_images_bombs_and_odd_formats_are_rejected(tmp_path):
     Image.new("RGB", (4, 4)).save(ppm)
     with pytest.raises(ImageRejected, match="not allowed"):
         open_checked(ppm)
+
+
+def test_pruning_thumbnails_removes_only_those_whose_source_is_gone(tmp_path):
+    from nnc_web.engine.imaging import cached_thumbnail, prune_thumbnails
+
+    root = tmp_path / "users" / "7"
+    kept, gone = root / "runs" / "1" / "a.png", root / "runs" / "2" / "b.png"
+    for path in (kept, gone):
+        path.parent.mkdir(parents=True)
+        Image.new("RGB", (40, 40), "red").save(path)
+    outside = tmp_path / "shared" / "c.png"  # a source outside the user's folder is keyed by its full path
+    outside.parent.mkdir()
+    Image.new("RGB", (40, 40)).save(outside)
+    thumbs = [cached_thumbnail(p, root / ".thumbs" / f"{k}.jpg", 16)
+              for p, k in ((kept, "runs/1/a.png"), (gone, "runs/2/b.png"),
+                           (outside, outside.as_posix().lstrip("/")))]
+    assert all(t.exists() for t in thumbs)
+    gone.unlink()
+    gone.parent.rmdir()
+    assert prune_thumbnails(root) == 1
+    assert [t.exists() for t in thumbs] == [True, False, True]
+    assert not (root / ".thumbs" / "runs" / "2").exists()  # emptied folders go too
+    assert prune_thumbnails(root) == 0 and prune_thumbnails(tmp_path / "nobody") == 0

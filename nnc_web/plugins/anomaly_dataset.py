@@ -30,9 +30,11 @@ PLUGIN = register(Plugin(
                 "and test/<defect> (label 1) with the masks of ground_truth/<defect>/<name>_mask.png as a mask "
                 "column, for pixel-level AUROC. Images are shaped to width x height (224 x 224 as NNC asks).",
     params=(
-        Param("source", "file", required=True, help=f"{SOURCE_HELP} with train/good, test/... and ground_truth/..."),
+        Param("source", "file", required=True, label="MVTec AD archive",
+              help=f"{SOURCE_HELP} with train/good, test/... and ground_truth/..."),
         *shaping_params(width=224, height=224, mode="resize"),
-        Param("prefix", "text", "", help="prefix of the two dataset names (e.g. bottle_)"),
+        Param("prefix", "text", "", label="Dataset name prefix",
+              help="prefix of the two dataset names (e.g. bottle_)"),
     ),
     runner=run,
     completer=register_datasets,

@@ -11,22 +11,25 @@ SOURCE_HELP = "archive (.zip/.tar/.tar.gz/.tgz)"
 
 def shaping_params(width: int = 256, height: int = 256, channel: int = 3, mode: str = "trimming") -> tuple[Param, ...]:
     return (
-        Param("mode", "choice", mode, choices=("trimming", "padding", "resize"),
+        Param("mode", "choice", mode, choices=("trimming", "padding", "resize"), label="Fit to size",
               help="trimming: centre-crop to the target aspect; padding: letterbox with black; resize: stretch"),
-        Param("channel", "int", channel, choices=(1, 3), help="1 = grayscale, 3 = RGB"),
-        Param("width", "int", width, min=1, max=4096, help="output width in pixels"),
-        Param("height", "int", height, min=1, max=4096, help="output height in pixels"),
+        Param("channel", "int", channel, choices=(1, 3), label="Colour channels", help="1 = grayscale, 3 = RGB"),
+        Param("width", "int", width, min=1, max=4096, label="Width", help="output width in pixels"),
+        Param("height", "int", height, min=1, max=4096, label="Height", help="output height in pixels"),
     )
 
 
 def split_params(file1: str = "train", ratio1: int = 100, file2: str = "test", ratio2: int = 0) -> tuple[Param, ...]:
     return (
-        Param("shuffle", "bool", True, help="shuffle rows before splitting"),
-        Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed (the same seed gives the same split)"),
-        Param("file1", "text", file1, required=True, help="name of the first dataset"),
-        Param("ratio1", "int", ratio1, min=0, max=100, help="percent of the rows in the first dataset"),
-        Param("file2", "text", file2, help="name of the second dataset"),
-        Param("ratio2", "int", ratio2, min=0, max=100, help="percent of the rows in the second dataset"),
+        Param("shuffle", "bool", True, label="Shuffle", help="shuffle rows before splitting"),
+        Param("seed", "int", 0, min=0, max=2**31 - 1, label="Random seed",
+              help="shuffle seed (the same seed gives the same split)"),
+        Param("file1", "text", file1, required=True, label="Training data name", help="name of the first dataset"),
+        Param("ratio1", "int", ratio1, min=0, max=100, label="Training data ratio (%)",
+              help="percent of the rows in the first dataset"),
+        Param("file2", "text", file2, label="Validation data name", help="name of the second dataset"),
+        Param("ratio2", "int", ratio2, min=0, max=100, label="Validation data ratio (%)",
+              help="percent of the rows in the second dataset"),
     )
 
 

@@ -146,11 +146,12 @@ def _layout_plugin(plugin_id: str, title: str, description: str, source_help: st
     return register(Plugin(
         id=plugin_id, kind="preprocess", title=title, description=description,
         params=(
-            Param("source", "file", required=True, help=source_help),
+            Param("source", "file", required=True, label="Archive", help=source_help),
             *shaping,
-            Param("shuffle", "bool", True, help="shuffle the rows of each dataset"),
-            Param("seed", "int", 0, min=0, max=2**31 - 1, help="shuffle seed"),
-            Param("prefix", "text", "", help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
+            Param("shuffle", "bool", True, label="Shuffle", help="shuffle the rows of each dataset"),
+            Param("seed", "int", 0, min=0, max=2**31 - 1, label="Random seed", help="shuffle seed"),
+            Param("prefix", "text", "", label="Dataset name prefix",
+                  help="prefix for the dataset names (e.g. 'flowers-' gives flowers-train)"),
         ),
         runner=runner, completer=register_datasets, cross_check=_prefix_errors,
     ))

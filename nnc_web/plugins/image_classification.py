@@ -17,7 +17,8 @@ from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.sources import prepare_source
 
 PARAMS = (
-    Param("source", "file", required=True, help=f"{SOURCE_HELP} with one folder of images per class"),
+    Param("source", "file", required=True, label="Image archive",
+          help=f"{SOURCE_HELP} with one folder of images per class"),
     *shaping_params(),
     *split_params(),
 )

@@ -18,3 +18,13 @@ def overlay_rgba(mask: np.ndarray, alpha: int = 140) -> np.ndarray:
         hex_colour = COLOURS[i % len(COLOURS)]
         table[i] = (int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16), alpha)
     return table[mask]
+
+
+DEFECT_COLOUR = (214, 39, 40)  # the anomalous red of the anomaly evaluation's charts
+
+
+def defect_overlay_rgba(mask: np.ndarray, alpha: int = 150) -> np.ndarray:
+    """An anomaly mask (0 normal, anything else a defect): only defect pixels are painted."""
+    overlay = np.zeros((*mask.shape, 4), np.uint8)
+    overlay[mask > 0] = (*DEFECT_COLOUR, alpha)
+    return overlay

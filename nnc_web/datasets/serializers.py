@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from nnc_web.datasets.models import Dataset, Upload
 from nnc_web.datasets.palette import palette
+from nnc_web.datasets.services import counted_unit
 
 
 class UploadSerializer(serializers.ModelSerializer):
@@ -12,11 +13,16 @@ class UploadSerializer(serializers.ModelSerializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     palette = serializers.SerializerMethodField()
+    counts_of = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = ["id", "name", "plugin_id", "job", "csv_name", "rows", "columns", "class_names",
-                  "class_counts", "palette", "size_bytes", "created_at"]
+                  "class_counts", "counts_of", "palette", "size_bytes", "created_at"]
 
     def get_palette(self, dataset: Dataset) -> list[str]:
         return palette(len(dataset.class_names))
+
+    def get_counts_of(self, dataset: Dataset) -> str:
+        """What class_counts counts: images, rows, boxes or pixels (the histogram's heading)."""
+        return counted_unit(dataset)

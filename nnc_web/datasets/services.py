@@ -13,9 +13,10 @@ from PIL import Image
 
 from nnc_web import storage
 from nnc_web.datasets.models import Dataset, Upload
-from nnc_web.datasets.palette import overlay_rgba
+from nnc_web.datasets.palette import defect_overlay_rgba, overlay_rgba
 from nnc_web.datasets.zipstream import stream_zip
-from nnc_web.engine.archives import ArchiveError, archive_kind
+from nnc_web.engine.archives import ArchiveError, CorruptArchiveError, archive_kind
+from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.imaging import cached_thumbnail
 from nnc_web.engine.nnc_csv import build_row_index, parse_header_cell, read_header, read_rows
 from nnc_web.engine.reporting import UserError
@@ -73,6 +74,8 @@ def _verify(upload: Upload) -> None:
     if upload_kind_for(upload.filename) == "archive":
         try:
             upload.kind = archive_kind(target)
+        except CorruptArchiveError as exc:
+            raise UserError(f"{upload.filename}: {exc}") from exc
         except ArchiveError as exc:
             raise UserError(f"{upload.filename} is not a valid archive: {exc}") from exc
     else:
@@ -297,14 +300,34 @@ def thumbnail(dataset: Dataset, relative: str) -> Path:
     return cached_thumbnail(source, cache, THUMB_SIZE, settings.NNC_MAX_IMAGE_PIXELS)
 
 
+def _has_kind(dataset: Dataset, kind: str) -> bool:
+    return any(c.get("kind") == kind for c in dataset.columns)
+
+
+def counted_unit(dataset: Dataset) -> str:
+    """What `class_counts` counts, for the histogram's heading: pixels (segmentation), boxes
+    (detection), images or rows (one label per row)."""
+    if _has_kind(dataset, "mask") and not _has_kind(dataset, "label"):
+        return "pixels"
+    if _has_kind(dataset, "boxes"):
+        return "boxes"
+    return "images" if _has_kind(dataset, "image") else "rows"
+
+
 def mask_overlay(dataset: Dataset, relative: str) -> Path:
-    """A mask coloured by class (transparent where ignored), made once like thumbnails."""
+    """A mask in colour, made once like thumbnails: a segmentation mask coloured by class
+    (transparent where ignored); an anomaly mask (a labelled dataset's 0/1 mask) red on its defect
+    pixels only, the rest transparent."""
     source = dataset_file(dataset, relative)
-    cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + ".overlay.png")
+    defects = _has_kind(dataset, "label")
+    suffix = ".defects.png" if defects else ".overlay.png"
+    cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + suffix)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(source) as mask:
-            Image.fromarray(overlay_rgba(np.asarray(mask.convert("L"))), "RGBA").save(cache)
+            values = np.asarray(mask.convert("L"))
+        replace_atomically(cache, lambda path: Image.fromarray(
+            (defect_overlay_rgba if defects else overlay_rgba)(values), "RGBA").save(path, format="PNG"))
     return cache
 
 

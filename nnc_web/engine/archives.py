@@ -25,6 +25,16 @@ class ArchiveError(UserError):
     """The archive is malformed, malicious or over a limit."""
 
 
+class CorruptArchiveError(ArchiveError):
+    """The file starts as an archive does but cannot be read through: cut short or damaged."""
+
+
+# How zip and gzip files begin: a file that does but fails to open is a corrupt archive, not another
+# kind of file (an upload cut short is the usual cause).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 @dataclass(frozen=True)
 class ExtractLimits:
     max_members: int = 1_000_000
@@ -41,15 +51,25 @@ class ExtractReport:
 
 
 def archive_kind(path: Path) -> str:
-    """Return 'zip' or 'tar' judged from the content (not the name); raise ArchiveError otherwise."""
+    """Return 'zip' or 'tar' judged from the content (not the name); raise CorruptArchiveError for a
+    zip or gzip file that cannot be read, ArchiveError for anything else."""
     if zipfile.is_zipfile(path):
         return "zip"
     try:
         if tarfile.is_tarfile(path):
             return "tar"
-    except OSError:
+    except (OSError, EOFError):
         pass
-    raise ArchiveError("not a supported archive: upload a .zip, .tar, .tar.gz or .tgz file")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(_ZIP_MAGIC):
+        raise CorruptArchiveError("the zip file is corrupt: it was cut short or damaged (its table of contents "
+                                  "is missing); upload it again")
+    if head.startswith(_GZIP_MAGIC):
+        raise CorruptArchiveError("the gzip file is corrupt (cut short or damaged) or holds no tar archive; "
+                                  "upload it again")
+    raise ArchiveError("not a supported archive: its content is neither zip nor tar data (upload a .zip, .tar, "
+                       ".tar.gz or .tgz file)")
 
 
 @dataclass
@@ -121,7 +141,7 @@ def extract_archive(
         shutil.rmtree(dest, ignore_errors=True)
         # OSError's text names the server path it failed on: say only what went wrong.
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
-        raise ArchiveError(f"the archive is damaged or incomplete: {reason}") from exc
+        raise CorruptArchiveError(f"the archive is corrupt (damaged or incomplete): {reason}") from exc
     return report
 
 

@@ -88,6 +88,7 @@ PADIM = register(Plugin(
     completer=complete,
     cross_check=_input_size_errors,
     weights=lambda params: params["model"],
+    config_fields=("batch_size", "seed", "device"),  # one pass: no epochs, optimizer or learning rate
 ))
 
 PATCHCORE = register(Plugin(
@@ -105,4 +106,5 @@ PATCHCORE = register(Plugin(
     completer=complete,
     cross_check=_input_size_errors,
     weights=lambda params: params["model"],
+    config_fields=("batch_size", "seed", "device"),  # one pass: no epochs, optimizer or learning rate
 ))

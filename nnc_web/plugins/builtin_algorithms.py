@@ -37,4 +37,5 @@ RESNET50_PLUGIN = register(Plugin(
     runner=run,
     completer=complete,
     weights=lambda params: "resnet50" if params["pretrained"] else None,
+    config_fields=("seed", "device"),  # epochs, batch size and learning rate are its own parameters
 ))

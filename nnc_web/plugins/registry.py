@@ -216,6 +216,8 @@ class Plugin:
     tags: tuple[str, ...] = field(default_factory=tuple)
     group: str | None = None  # the Plugins menu's sub-menu (NNC's folders: Utils, Visualization, ...)
     uses_model: Callable[[dict], bool] | None = None  # post-processing that runs a model goes to `gpu`
+    # Training: the project-config settings the plugin reads (the form shows only these); None: every one.
+    config_fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -223,7 +225,8 @@ class Plugin:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "title": self.title, "description": self.description,
-                "group": self.group, "params": [p.as_dict() for p in self.params]}
+                "group": self.group, "params": [p.as_dict() for p in self.params],
+                "config_fields": list(self.config_fields) if self.config_fields is not None else None}
 
     def validate(self, user, raw: dict, trusted: bool, workspace: Workspace | None = None
                  ) -> tuple[dict, dict[str, str]]:

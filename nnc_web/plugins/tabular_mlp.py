@@ -45,4 +45,5 @@ PLUGIN = register(Plugin(
     ),
     runner=run,
     completer=complete,
+    config_fields=("max_epoch", "batch_size", "learning_rate", "seed"),
 ))

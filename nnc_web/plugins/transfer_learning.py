@@ -67,4 +67,5 @@ PLUGIN = register(Plugin(
     runner=run,
     completer=complete,
     weights=lambda params: params["model"],
+    config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best", "seed", "device"),
 ))

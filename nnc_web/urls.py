@@ -32,6 +32,7 @@ api = [
     path("datasets/", datasets.DatasetListView.as_view()),
     path("datasets/<int:dataset_id>/", datasets.DatasetDetailView.as_view()),
     path("datasets/<int:dataset_id>/rows/", datasets.DatasetRowsView.as_view()),
+    path("datasets/<int:dataset_id>/usage/", datasets.DatasetUsageView.as_view()),
     path("datasets/<int:dataset_id>/files/<path:relative>", datasets.DatasetFileView.as_view()),
     path("datasets/<int:dataset_id>/download/", datasets.DatasetDownloadView.as_view()),
     path("models/", projects.ModelListView.as_view()),

@@ -21,6 +21,7 @@ from nnc_web.engine.imaging import cached_thumbnail
 from nnc_web.engine.nnc_csv import build_row_index, parse_header_cell, read_header, read_rows
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
+from nnc_web.jobs.services import cancel_job, discard_jobs_in, unfinished_jobs
 
 UPLOAD_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".csv")
 _CHUNK = 1 << 20
@@ -252,8 +253,13 @@ def class_counts(dataset: Dataset) -> list[int]:
 
 
 def delete_dataset(dataset: Dataset) -> None:
-    """The row, the dataset's folder and what post-processing made from it."""
-    folders = [dataset.folder(), storage.dataset_outputs_dir(dataset.owner_id, dataset.pk)]
+    """The row, the dataset's folder and what post-processing made from it. Jobs still working on it
+    are cancelled first (those writing its outputs also remove what they write once they stop)."""
+    outputs = storage.dataset_outputs_dir(dataset.owner_id, dataset.pk)
+    discard_jobs_in(dataset.owner_id, outputs)
+    for job in unfinished_jobs(dataset.owner_id).filter(context__dataset=dataset.pk):
+        cancel_job(job)
+    folders = [dataset.folder(), outputs]
     dataset.delete()
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)

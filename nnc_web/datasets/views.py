@@ -13,6 +13,8 @@ from nnc_web.api import documented, field_errors
 from nnc_web.datasets import imports, selectors, services
 from nnc_web.datasets.serializers import DatasetSerializer, UploadSerializer
 from nnc_web.engine.reporting import UserError
+from nnc_web.projects.selectors import dataset_usage
+from nnc_web.projects.services import release_dataset
 from nnc_web.selectors import parse_id
 
 MAX_PAGE = 500
@@ -126,8 +128,20 @@ class DatasetDetailView(APIView):
         return Response(DatasetSerializer(selectors.dataset_of(request.user, dataset_id)).data)
 
     def delete(self, request: Request, dataset_id: int) -> Response:
-        services.delete_dataset(selectors.dataset_of(request.user, dataset_id))
+        """Deletes it even when projects or runs use it (`usage/` says which: the SPA asks first);
+        their pages then say it was deleted."""
+        dataset = selectors.dataset_of(request.user, dataset_id)
+        release_dataset(dataset)
+        services.delete_dataset(dataset)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@documented("dataset_usage")
+class DatasetUsageView(APIView):
+    """The projects and runs that use the dataset, with the role it has there (training, validation)."""
+
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(dataset_usage(selectors.dataset_of(request.user, dataset_id)))
 
 
 @documented("dataset_rows")

@@ -27,6 +27,8 @@ class Job(models.Model):
     progress_total = models.BigIntegerField(default=0)
     message = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # What it worked on was deleted: its folder is removed when it ends (it may still write until then).
+    discard_results = models.BooleanField(default=False)
     last_seq = models.BigIntegerField(default=0)
     result_dir = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

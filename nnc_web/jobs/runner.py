@@ -20,6 +20,7 @@ from nnc_web.plugins import registry
 
 logger = logging.getLogger(__name__)
 State = Job.State
+DISCARDED = "cancelled: what it worked on was deleted"
 
 
 def run_job(job_id: int) -> None:
@@ -47,17 +48,29 @@ def run_job(job_id: int) -> None:
     except JobCancelled:
         _end(ctx, job_id, State.CANCELLED, "cancelled by the user", "cancelled")
     except UserError as exc:
+        if _discarded(job_id):
+            _end(ctx, job_id, State.CANCELLED, DISCARDED, "cancelled")
+            return
         _end(ctx, job_id, State.FAILED, str(exc), f"error: {exc}")
     except BrokenProcessPool:  # its helper processes were killed (out of memory, or a stop of the studio)
         message = "the job's helper processes stopped unexpectedly (out of memory?); run it again"
         _end(ctx, job_id, State.FAILED, message, f"error: {message}")
     except Exception as exc:  # noqa: BLE001 - a bug must end the job, not the worker
+        if _discarded(job_id):  # its files were deleted under it: that is why it broke
+            _end(ctx, job_id, State.CANCELLED, DISCARDED, "cancelled")
+            return
         logger.error("job %s crashed:\n%s", job_id, traceback.format_exc())
         _end(ctx, job_id, State.FAILED, f"internal error: {type(exc).__name__}",
              f"error: internal error ({type(exc).__name__}); see the worker log")
     finally:
         if workdir is not None and workdir.name == str(job_id):  # the job's own folder (not a run's)
             shutil.rmtree(workdir / "source", ignore_errors=True)  # an extracted archive: needed only while it runs
+        if workdir is not None and _discarded(job_id):
+            shutil.rmtree(workdir, ignore_errors=True)  # what it worked on was deleted while it ran
+
+
+def _discarded(job_id: int) -> bool:
+    return Job.objects.filter(pk=job_id, discard_results=True).exists()
 
 
 def _complete(job: Job, plugin, result) -> None:

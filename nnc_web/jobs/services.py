@@ -6,9 +6,11 @@ Imports go one way: services -> tasks (the actors) -> runner (the worker's body)
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from nnc_web.jobs import tasks
@@ -18,7 +20,7 @@ from nnc_web.jobs.runner import run_job
 from nnc_web.jobs.states import finish_job
 from nnc_web.plugins import registry
 
-__all__ = ["cancel_job", "create_job", "enqueue", "reap_lost_jobs", "run_job"]
+__all__ = ["cancel_job", "create_job", "discard_jobs_in", "enqueue", "reap_lost_jobs", "run_job", "unfinished_jobs"]
 State = Job.State
 
 
@@ -51,6 +53,21 @@ def cancel_job(job: Job) -> Job:
         record_event(job.pk, "log", {"line": "cancel requested"})
     job.refresh_from_db()
     return job
+
+
+def unfinished_jobs(owner_id: int) -> QuerySet[Job]:
+    return Job.objects.filter(owner_id=owner_id, state__in=(State.QUEUED, State.RUNNING))
+
+
+def discard_jobs_in(owner_id: int, folder: Path) -> list[int]:
+    """`folder` is being deleted: the user's unfinished jobs that write into it are cancelled, and the
+    worker removes their folder when they end (a running job may write once more before it stops)."""
+    inside = Q(result_dir=str(folder)) | Q(result_dir__startswith=str(folder).rstrip("/") + "/")
+    jobs = list(unfinished_jobs(owner_id).filter(inside))
+    for job in jobs:
+        Job.objects.filter(pk=job.pk).update(discard_results=True)
+        cancel_job(job)
+    return [job.pk for job in jobs]
 
 
 def reap_lost_jobs() -> list[int]:

@@ -12,12 +12,29 @@ from nnc_web.jobs.models import JobEvent
 from nnc_web.jobs.serializers import JobSerializer
 from nnc_web.plugins import registry
 
+MAX_PAGE = 100
+
 
 @documented("jobs")
 class JobListView(APIView):
+    """Newest first, `limit` (at most 100) at a time; `?before=<id>` pages on (`next` gives it),
+    `?kind=preprocess|training|postprocess` keeps one kind."""
+
     def get(self, request: Request) -> Response:
-        jobs = selectors.jobs_of(request.user).prefetch_related("datasets")[:100]
-        return Response({"results": JobSerializer(jobs, many=True).data})
+        jobs = selectors.jobs_of(request.user)
+        try:
+            limit = min(MAX_PAGE, max(1, int(request.query_params.get("limit", MAX_PAGE))))
+            if "before" in request.query_params:
+                jobs = jobs.filter(pk__lt=int(request.query_params["before"]))
+        except ValueError:
+            return field_errors({"before": "before and limit must be whole numbers"})
+        if kind := request.query_params.get("kind"):
+            jobs = jobs.filter(kind=kind)
+        page = list(jobs.order_by("-pk").prefetch_related("datasets")[:limit + 1])
+        more = len(page) > limit
+        page = page[:limit]
+        data = JobSerializer(page, many=True, context={"targets": selectors.job_targets(page)}).data
+        return Response({"results": data, "next": page[-1].pk if more else None})
 
     def post(self, request: Request) -> Response:
         plugin_id = request.data.get("plugin")

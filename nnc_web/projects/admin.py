@@ -11,5 +11,5 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "plugin_id", "job", "created_at"]
-    search_fields = ["project__name", "project__owner__username"]
+    list_display = ["id", "name", "project", "plugin_id", "job", "created_at"]
+    search_fields = ["name", "project__name", "project__owner__username"]

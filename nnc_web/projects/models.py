@@ -1,4 +1,4 @@
-"""Projects: a training set-up (datasets + config). Training runs arrive with the training issue."""
+"""Projects: a training set-up (datasets + config), and its training runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,6 +18,8 @@ class Project(models.Model):
     valid_dataset = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
     config = models.JSONField(default=dict, blank=True)
+    # {"train_dataset": "<name>", ...}: datasets that were deleted while chosen here, so the page says so
+    deleted_datasets = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,6 +38,7 @@ class Run(models.Model):
     job that ran it, and the results (metrics, history) once it finished."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=64, blank=True)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     plugin_id = models.CharField(max_length=64)
     params = models.JSONField(default=dict)
@@ -44,13 +47,17 @@ class Run(models.Model):
     valid_dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="+")
     metrics = models.JSONField(default=dict, blank=True)
     history = models.JSONField(default=list, blank=True)
+    deleted_datasets = models.JSONField(default=dict, blank=True)  # as Project.deleted_datasets
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-id"]
+        # "" only while a run is being created (its default name needs its id)
+        constraints = [models.UniqueConstraint(fields=["project", "name"], condition=~models.Q(name=""),
+                                               name="unique_run_name_per_project")]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.project}"
+        return f"{self.name or f'run {self.pk}'} of {self.project}"
 
     def folder(self) -> Path:
         return self.project.folder() / "results" / str(self.pk)

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import shutil
-
 from django.http import FileResponse, Http404, StreamingHttpResponse
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,44 +10,16 @@ from nnc_web.api import documented, field_errors
 from nnc_web.datasets.zipstream import stream_zip
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.safe_paths import safe_join
-from nnc_web.projects import services
+from nnc_web.projects import selectors, services
 from nnc_web.projects.config import CONFIG_PARAMS
-from nnc_web.projects.models import Project, Run
 from nnc_web.projects.plots import curves_item
-from nnc_web.selectors import get_or_404
-
-
-class ProjectSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Project
-        fields = ["id", "name", "description", "train_dataset", "valid_dataset", "config", "created_at"]
-
-
-class RunSerializer(serializers.ModelSerializer):
-    state = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Run
-        fields = ["id", "project", "job", "state", "plugin_id", "params", "config", "train_dataset", "valid_dataset",
-                  "metrics", "history", "created_at"]
-
-    def get_state(self, run: Run) -> str:
-        return run.job.state if run.job else "unknown"
-
-
-def _run_of(user, run_id: int) -> Run:
-    return get_or_404(Run.objects.filter(project__owner=user).select_related("job", "project"), run_id)
-
-
-def _project_of(user, project_id: int) -> Project:
-    return get_or_404(Project.objects.filter(owner=user), project_id)
+from nnc_web.projects.serializers import ProjectSerializer, RunSerializer
 
 
 @documented("projects")
 class ProjectListView(APIView):
     def get(self, request: Request) -> Response:
-        projects = Project.objects.filter(owner=request.user)
-        return Response({"results": ProjectSerializer(projects, many=True).data})
+        return Response({"results": ProjectSerializer(selectors.projects_of(request.user), many=True).data})
 
     def post(self, request: Request) -> Response:
         project, errors = services.create_project(
@@ -63,20 +33,17 @@ class ProjectListView(APIView):
 @documented("project")
 class ProjectDetailView(APIView):
     def get(self, request: Request, project_id: int) -> Response:
-        return Response(ProjectSerializer(_project_of(request.user, project_id)).data)
+        return Response(ProjectSerializer(selectors.project_of(request.user, project_id)).data)
 
     def patch(self, request: Request, project_id: int) -> Response:
-        project = _project_of(request.user, project_id)
+        project = selectors.project_of(request.user, project_id)
         errors = services.update_project(project, request.data)
         if errors:
             return field_errors(errors)
         return Response(ProjectSerializer(project).data)
 
     def delete(self, request: Request, project_id: int) -> Response:
-        project = _project_of(request.user, project_id)
-        folder = project.folder()
-        project.delete()
-        shutil.rmtree(folder, ignore_errors=True)
+        services.delete_project(selectors.project_of(request.user, project_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -89,12 +56,15 @@ class ConfigSchemaView(APIView):
 @documented("project_runs")
 class RunListView(APIView):
     def get(self, request: Request, project_id: int) -> Response:
-        project = _project_of(request.user, project_id)
-        return Response({"results": RunSerializer(project.runs.select_related("job"), many=True).data})
+        project = selectors.project_of(request.user, project_id)
+        return Response({"results": RunSerializer(project.runs.select_related("job", "project"), many=True).data})
 
     def post(self, request: Request, project_id: int) -> Response:
-        project = _project_of(request.user, project_id)
-        run, errors = services.start_run(project, str(request.data.get("plugin", "")), request.data.get("params") or {})
+        """`{"plugin", "params", "config"?, "name"?}`: `config` is saved to the project first, so the run
+        uses the settings the form showed."""
+        project = selectors.project_of(request.user, project_id)
+        run, errors = services.start_run(project, str(request.data.get("plugin", "")), request.data.get("params") or {},
+                                         config=request.data.get("config"), name=request.data.get("name"))
         if errors:
             return field_errors(errors)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -103,13 +73,26 @@ class RunListView(APIView):
 @documented("run")
 class RunDetailView(APIView):
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(RunSerializer(_run_of(request.user, run_id)).data)
+        return Response(RunSerializer(selectors.run_of(request.user, run_id)).data)
+
+    def patch(self, request: Request, run_id: int) -> Response:
+        """`{"name": ...}`: rename the run (names are unique within the project)."""
+        run = selectors.run_of(request.user, run_id)
+        errors = services.rename_run(run, request.data.get("name", ""))
+        if errors:
+            return field_errors(errors)
+        return Response(RunSerializer(run).data)
+
+    def delete(self, request: Request, run_id: int) -> Response:
+        """The run and its folder; a job still training it (or working on it) is cancelled first."""
+        services.delete_run(selectors.run_of(request.user, run_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @documented("run_resume")
 class RunResumeView(APIView):
     def post(self, request: Request, run_id: int) -> Response:
-        run = services.resume_run(_run_of(request.user, run_id))
+        run = services.resume_run(selectors.run_of(request.user, run_id))
         return Response(RunSerializer(run).data)
 
 
@@ -118,7 +101,7 @@ class RunFileView(APIView):
     """A file of the run folder: output_result.csv, metrics.json, model/manifest.json, ..."""
 
     def get(self, request: Request, run_id: int, relative: str) -> FileResponse:
-        run = _run_of(request.user, run_id)
+        run = selectors.run_of(request.user, run_id)
         try:
             path = safe_join(run.folder(), relative)
         except UserError as exc:
@@ -134,7 +117,7 @@ class RunBundleView(APIView):
     """The model bundle (manifest.json + weights.safetensors) as a zip."""
 
     def get(self, request: Request, run_id: int) -> StreamingHttpResponse:
-        run = _run_of(request.user, run_id)
+        run = selectors.run_of(request.user, run_id)
         folder = run.folder() / "model"
         if not (folder / "manifest.json").exists():
             raise Http404
@@ -166,7 +149,7 @@ class CurvesView(APIView):
             ids = [int(i) for i in request.query_params.get("runs", "").split(",") if i]
         except ValueError:
             return field_errors({"runs": "comma-separated run ids"})
-        runs = [_run_of(request.user, i) for i in ids[:10]]
+        runs = [selectors.run_of(request.user, i) for i in ids[:10]]
         if not runs:
             return field_errors({"runs": "give at least one run id"})
         return Response(curves_item(runs))
@@ -178,7 +161,7 @@ class RunExportView(APIView):
     (Not `?format=`: DRF reserves that name for choosing a renderer.)"""
 
     def get(self, request: Request, run_id: int) -> FileResponse:
-        run = _run_of(request.user, run_id)
+        run = selectors.run_of(request.user, run_id)
         export_format = request.query_params.get("to", "torchscript")
         if export_format not in ("torchscript", "onnx"):
             return field_errors({"to": "torchscript or onnx"})

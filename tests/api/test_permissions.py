@@ -6,7 +6,7 @@ import pytest
 
 from nnc_web.datasets.models import Dataset, Upload
 from nnc_web.jobs.models import Job
-from nnc_web.projects.models import Project
+from nnc_web.projects.models import Project, Run
 from tests.api.helpers import create_dataset, digits_zip, upload
 
 pytestmark = pytest.mark.django_db
@@ -15,11 +15,14 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def alices_things(alice, client_for, tmp_path):
     client = client_for(alice)
-    job, (train_id, _) = create_dataset(client, tmp_path)
+    job, (train_id, valid_id) = create_dataset(client, tmp_path)
     upload_id = upload(client, digits_zip(tmp_path / "..")).json()["id"]
-    project = client.post("/api/projects/", {"name": "p1", "train_dataset": train_id}, format="json").json()
+    project = client.post("/api/projects/", {"name": "p1", "train_dataset": train_id, "valid_dataset": valid_id},
+                          format="json").json()
+    run = client.post(f"/api/projects/{project['id']}/runs/", {"plugin": "transfer_learning"}, format="json").json()
     first_file = client.get(f"/api/datasets/{train_id}/rows/").json()["rows"][0]["cells"][0][2:]
-    return {"job": job.pk, "dataset": train_id, "upload": upload_id, "project": project["id"], "file": first_file}
+    return {"job": job.pk, "dataset": train_id, "upload": upload_id, "project": project["id"], "file": first_file,
+            "run": run["id"]}
 
 
 def object_endpoints(t: dict) -> list[tuple[str, str]]:
@@ -36,6 +39,7 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
         ("get", f"/api/datasets/{d}/files/{t['file']}?thumb=1"),
         ("get", f"/api/datasets/{d}/files/{t['file']}?overlay=1"),
         ("get", f"/api/datasets/{d}/download/"),
+        ("get", f"/api/datasets/{d}/usage/"),
         ("get", f"/api/datasets/{d}/postprocess/"),
         ("post", f"/api/datasets/{d}/postprocess/"),
         ("get", f"/api/datasets/{d}/csvs/"),
@@ -47,7 +51,11 @@ def object_endpoints(t: dict) -> list[tuple[str, str]]:
         ("get", f"/api/jobs/{t['job']}/events/"),
         ("post", f"/api/jobs/{t['job']}/cancel/"),
         ("get", f"/api/projects/{t['project']}/"),
+        ("patch", f"/api/projects/{t['project']}/"),
         ("delete", f"/api/projects/{t['project']}/"),
+        ("get", f"/api/runs/{t['run']}/"),
+        ("patch", f"/api/runs/{t['run']}/"),
+        ("delete", f"/api/runs/{t['run']}/"),
     ]
 
 
@@ -73,8 +81,10 @@ def test_other_user_gets_404_everywhere_and_changes_nothing(alices_things, bob, 
             assert response.json()["detail"] == "not found"
     assert Dataset.objects.filter(pk=alices_things["dataset"]).exists()
     assert Upload.objects.filter(pk=alices_things["upload"]).exists()
-    assert Project.objects.filter(pk=alices_things["project"]).exists()
+    assert Project.objects.filter(pk=alices_things["project"], name="p1").exists()
+    assert Run.objects.filter(pk=alices_things["run"], name=f"run {alices_things['run']}").exists()
     assert not Job.objects.get(pk=alices_things["job"]).cancel_requested
+    assert not Job.objects.filter(runs__pk=alices_things["run"], cancel_requested=True).exists()
 
 
 def test_other_users_lists_are_empty(alices_things, bob, client_for):

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nnc_web.engine.atomic import write_bundle
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
+from nnc_web.engine.tabular import SCHEMA_FILE
 from nnc_web.engine.training.evaluation import classification_metrics
 
 FORMAT = "nnc-web-tabular/1"
@@ -30,6 +31,16 @@ class TabularData:
     x: np.ndarray
     y: np.ndarray
     class_names: list[str]  # empty: regression
+    features: list[dict] | None = None  # the Tabular plugin's encoding (tabular_schema.json), when known
+
+
+def _encoding_beside(path: Path) -> list[dict] | None:
+    """The features of the tabular_schema.json the Tabular plugin writes beside its CSVs (None: none)."""
+    try:
+        features = json.loads((path.parent / SCHEMA_FILE).read_text()).get("features")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return features if isinstance(features, list) and features else None
 
 
 def load_tabular_csv(path: Path) -> TabularData:
@@ -47,7 +58,7 @@ def load_tabular_csv(path: Path) -> TabularData:
         y = np.array([float(row[targets[0]]) for row in rows], dtype=np.float32)
     except ValueError as exc:
         raise UserError(f"{path.name}: every x and y value must be a number ({exc})") from exc
-    return TabularData(header, rows, x, y, list(cells[targets[0]].classes))
+    return TabularData(header, rows, x, y, list(cells[targets[0]].classes), _encoding_beside(path))
 
 
 class TabularMLP(nn.Module):
@@ -160,6 +171,8 @@ def save_tabular_bundle(folder: Path, model: TabularMLP, data: TabularData, sett
     manifest = {"format": FORMAT, "architecture": "tabular_mlp", "inputs": int(data.x.shape[1]),
                 "outputs": model.net[-1].out_features, "class_names": data.class_names,
                 "input_header": [h for h in data.header if parse_header_cell(h).name == "x"], "training": settings}
+    if data.features:  # how the inputs were encoded (one-hot groups): explanations group them back
+        manifest["features"] = data.features
     write_bundle(folder, model.state_dict(), manifest)
 
 

@@ -28,7 +28,7 @@ class ModelUnavailable(UserError):
 class Backbone:
     id: str
     title: str
-    family: str  # efficientnet | resnet
+    family: str  # efficientnet | resnet | clip
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     input_size: int
@@ -66,6 +66,20 @@ def _torchvision(name: str) -> Callable[[], nn.Module]:
     return build
 
 
+# CLIP's image towers (open_clip; engine.clip knows their checkpoints): features for a linear probe.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _clip_tower(arch_id: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from nnc_web.engine.clip.weights import load_image_tower
+
+        return load_image_tower(arch_id, pretrained=False)
+
+    return build
+
+
 BACKBONES: dict[str, Backbone] = {b.id: b for b in (
     Backbone("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet, offline)", "efficientnet", (0.5,) * 3, (0.5,) * 3,
              224, 1280, ("blocks.1", "blocks.2", "blocks.4"), "conv_head", _efficientnet_lite0),
@@ -78,6 +92,10 @@ BACKBONES: dict[str, Backbone] = {b.id: b for b in (
     Backbone("wide_resnet50_2", "Wide ResNet-50-2 (ImageNet)", "resnet", IMAGENET_MEAN, IMAGENET_STD, 224, 2048,
              ("layer1", "layer2", "layer3"), "layer4", _torchvision("wide_resnet50_2"),
              "wide_resnet50_2-9ba9bcbe.pth", TORCHVISION + "wide_resnet50_2-9ba9bcbe.pth"),
+    # NNC's ids for the CLIP image towers; no feature maps (PaDiM/PatchCore) and no convolution (Grad-CAM).
+    Backbone("vitb32", "CLIP ViT-B/32 (OpenAI)", "clip", CLIP_MEAN, CLIP_STD, 224, 512, (), "", _clip_tower("vitb32")),
+    Backbone("vitb16", "CLIP ViT-B/16 (OpenAI)", "clip", CLIP_MEAN, CLIP_STD, 224, 512, (), "", _clip_tower("vitb16")),
+    Backbone("vitl14", "CLIP ViT-L/14 (OpenAI)", "clip", CLIP_MEAN, CLIP_STD, 224, 768, (), "", _clip_tower("vitl14")),
 )}
 
 
@@ -143,12 +161,20 @@ def _local_weights(backbone: Backbone) -> Path | None:
 
 def is_available(backbone_id: str) -> bool:
     backbone = get_backbone(backbone_id)
+    if backbone.family == "clip":
+        from nnc_web.engine.clip.weights import clip_weights_path
+
+        return clip_weights_path(backbone.id) is not None
     return backbone.id == "efficientnet_lite0" or _local_weights(backbone) is not None
 
 
 def load_backbone(backbone_id: str, pretrained: bool = True) -> nn.Module:
     """The ImageNet model with its weights (or random weights with pretrained=False), in eval mode."""
     backbone = get_backbone(backbone_id)
+    if backbone.family == "clip":  # the image tower of a whole-CLIP checkpoint
+        from nnc_web.engine.clip.weights import load_image_tower
+
+        return load_image_tower(backbone.id, pretrained)
     model = backbone.build()
     if pretrained:
         model.load_state_dict(_pretrained_state(backbone), strict=True)
@@ -175,6 +201,10 @@ def import_weights(backbone_id: str, source: Path) -> Path:
     from safetensors.torch import save_file
 
     backbone = get_backbone(backbone_id)
+    if backbone.family == "clip":  # both towers are checked and kept (zero-shot needs the text tower)
+        from nnc_web.engine.clip.weights import import_clip_weights
+
+        return import_clip_weights(backbone.id, source)
     state = read_weights_file(source)
     model = backbone.build()
     try:

@@ -3,6 +3,7 @@ from nnc_web.plugins import (  # noqa: F401
     anomaly,
     anomaly_dataset,
     builtin_algorithms,
+    clip_zero_shot,
     cross_tabulation,
     csv_dataset,
     easymaker,

@@ -72,7 +72,8 @@ PLUGIN = register(Plugin(
                    f"{_REPOS}); offline, an administrator imports the file with "
                    f"`python manage.py import_weights <model> <file>`"),
         Param("query_text", "text", None, label="Classes",
-              help="comma-separated classes or prompts (cat, dog, a photo of a bird); class indices follow this order"),
+              help="comma-separated classes or prompts (cat, dog, a photo of a bird); class indices follow this "
+                   "order; at most 500 characters (more classes: the file)"),
         Param("query_text_csv_file", "file", None, label="Classes file",
               help="instead of Classes: a text or CSV file with one class per line"),
         Param("template", "choice", "none", choices=TEMPLATE_IDS, label="Prompt template",

@@ -255,7 +255,7 @@ def test_image_tower_is_a_linear_probe_backbone(tiny, tmp_path):
 def test_explanations_and_onnx_export_take_the_bundle(tiny, tmp_path):
     import onnxruntime
 
-    from nnc_web.engine.training.bundle import export_onnx
+    from nnc_web.engine.training.bundle import export_onnx, export_torchscript
     from nnc_web.engine.xai.classifier import load_image_classifier
 
     model, manifest = build_zero_shot("vitb32", ["red", "green"], "none", CPU, ConsoleReporter(tmp_path, quiet=True))
@@ -268,8 +268,12 @@ def test_explanations_and_onnx_export_take_the_bundle(tiny, tmp_path):
                               model(load_clip_bundle(tmp_path / "bundle").transform()(picture).unsqueeze(0)), atol=1e-5)
     with pytest.raises(UserError, match="no convolutional layer"):
         explained.layer(None)
+    with torch.no_grad():  # attention's fast path, taken without autograd, must be taken in every trace run
+        export_torchscript(model, 32, tmp_path / "model.pt")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(tmp_path / "model.pt"))(images), model(images), atol=1e-5)
     export_onnx(model, 32, tmp_path / "model.onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert np.abs(session.run(None, {"image": images.numpy()})[0] - model(images).numpy()).max() < 1e-4

@@ -8,7 +8,10 @@ from nnc_web.engine.reporting import UserError
 
 
 class Command(BaseCommand):
-    help = "Check a weights file (.pth/.safetensors) against a model of the store and keep it for offline use."
+    help = ("Check a weights file (.pth/.bin/.safetensors) against a model of the store and keep it for offline "
+            "use. CLIP (vitb32, vitb16, vitl14): open_clip's open_clip_model.safetensors or open_clip_pytorch_model.bin "
+            "of timm/vit_base_patch32_clip_224.openai, timm/vit_base_patch16_clip_224.openai or "
+            "timm/vit_large_patch14_clip_224.openai on the Hugging Face hub.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("model", choices=sorted(model_store.BACKBONES))

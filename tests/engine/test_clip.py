@@ -88,6 +88,8 @@ def test_classes_are_split_trimmed_and_checked(tmp_path):
         prompts.parse_query_text("cat,,dog")
     with pytest.raises(UserError, match=r"class 3 \('Cat'\) repeats class 1"):
         prompts.parse_query_text("cat, dog, Cat")
+    with pytest.raises(UserError, match=r"class 2 \('golden_retriever'\) repeats class 1"):
+        prompts.parse_query_text("Golden Retriever, golden_retriever")
     path = tmp_path / "classes.csv"
     path.write_bytes("\ufeffgolden retriever\n\ntabby cat, sleeping\r\n".encode())
     assert prompts.read_query_file(path) == ["golden retriever", "tabby cat, sleeping"]  # a line is one class

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nnc_web.engine.clip.prompts import class_key
 from nnc_web.engine.nnc_csv import HeaderCell, format_header_cell, parse_header_cell, read_table
 from nnc_web.engine.reporting import Reporter, UserError
 from nnc_web.engine.safe_paths import safe_join
@@ -44,22 +45,18 @@ def load_images_csv(csv_path: Path) -> ClassificationData:
     return ClassificationData(csv_path, header, rows, images, [], [])
 
 
-def _key(name: str) -> str:
-    return " ".join(name.replace("_", " ").replace("-", " ").split()).casefold()
-
-
 def align_labels(data: ClassificationData, classes: list[str]) -> tuple[ClassificationData | None, str]:
     """The data with y holding query-class indices, or None and why there are no metrics."""
     if not data.labels:
         return None, "the validation dataset has no labels (y): scores only, no metrics"
-    query = {_key(name): index for index, name in enumerate(classes)}
+    query = {class_key(name): index for index, name in enumerate(classes)}
     used = sorted(set(data.labels))
     named = {label: data.class_names[label] if label < len(data.class_names) else str(label) for label in used}
-    missing = [named[label] for label in used if _key(named[label]) not in query]
+    missing = [named[label] for label in used if class_key(named[label]) not in query]
     if missing:
         return None, (f"no metrics: the validation classes {', '.join(missing[:10])}"
                       f"{' ...' if len(missing) > 10 else ''} are not among the query classes")
-    mapping = {label: query[_key(named[label])] for label in used}
+    mapping = {label: query[class_key(named[label])] for label in used}
     cells = [parse_header_cell(c) for c in data.header]
     y = [c.name for c in cells].index("y")
     header = list(data.header)

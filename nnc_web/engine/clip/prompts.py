@@ -2,7 +2,8 @@
 
 NNC takes the classes as one text split on `,` or a file with one class per line, and encodes each as
 written. Templates go beyond it: `photo` encodes "a photo of a {}.", `ensemble` the mean of the 80
-ImageNet prompts of the CLIP paper (Radford et al., 2021, §3.1.4: +1.3 and +3.5 points on ImageNet)."""
+ImageNet prompts of the CLIP paper (Radford et al., 2021, §3.1.4: on ImageNet the photo template adds 1.3
+points of accuracy, the ensemble 3.5 more)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +33,11 @@ def prompts_for(class_name: str, template_list: list[str]) -> list[str]:
     return [t.replace("{}", class_name) for t in template_list]  # not str.format: names may hold braces
 
 
+def class_key(name: str) -> str:
+    """What two class names must share to be the same class: case, spaces, `_` and `-` aside."""
+    return " ".join(name.replace("_", " ").replace("-", " ").split()).casefold()
+
+
 def check_classes(classes: list[str], source: str) -> list[str]:
     """Every class named, once; the class index follows this order."""
     if not classes:
@@ -41,13 +47,13 @@ def check_classes(classes: list[str], source: str) -> list[str]:
             raise UserError(f"{source}: class {number} is empty")
         if len(name) > MAX_CLASS_CHARS:
             raise UserError(f"{source}: class {number} is longer than {MAX_CLASS_CHARS} characters")
-    seen: dict[str, int] = {}
-    for number, name in enumerate(classes, start=1):
-        if name.casefold() in seen:
-            raise UserError(f"{source}: class {number} ({name!r}) repeats class {seen[name.casefold()]}")
-        seen[name.casefold()] = number
     if len(classes) > MAX_CLASSES:
         raise UserError(f"{source} names {len(classes)} classes; at most {MAX_CLASSES}")
+    seen: dict[str, int] = {}
+    for number, name in enumerate(classes, start=1):
+        if class_key(name) in seen:
+            raise UserError(f"{source}: class {number} ({name!r}) repeats class {seen[class_key(name)]}")
+        seen[class_key(name)] = number
     return classes
 
 

@@ -91,6 +91,14 @@ def test_one_hot_groups_are_one_feature_from_the_encoding_or_the_header_labels(t
         assert np.array_equal(encoding.expand(grouped), x)  # and back, exactly
 
 
+def test_unlabelled_columns_are_named_by_their_header_cell(tmp_path):
+    x = table()[:, :3]
+    model = make_bundle(tmp_path, np.zeros((2, 3)), x=x, schema=None, header=["x__0", "x__1", "x__2"])
+    features = features_of(model, x)
+    assert [(f.name, f.label) for f in features] == [("x__0", "x__0"), ("x__1", "x__1"), ("x__2", "x__2")]
+    assert TabularLime(model, features, x).explain(x[0], 1).conditions[2].count("'x__2'") == 1
+
+
 def test_a_group_that_is_not_one_hot_stays_separate_numbers(tmp_path):
     x = table()
     model = make_bundle(tmp_path, only(1), x=x)

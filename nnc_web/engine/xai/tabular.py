@@ -207,7 +207,7 @@ def features_of(model: TabularModel, *data: np.ndarray) -> list[Feature]:
     """The features to explain: the Tabular plugin's one-hot groups (from the bundle's encoding, else
     from header labels `colour=red` in a row), each kept only where every row of `data` is one-hot."""
     header = model.input_header
-    labels = [parse_header_cell(cell).label or parse_header_cell(cell).name for cell in header]
+    labels = [parse_header_cell(cell).label or cell.strip() for cell in header]  # `x__3` when unlabelled
     groups = _groups_from_encoding(model.manifest.get("features"), labels) or _groups_from_labels(labels)
     features: list[Feature] = []
     for label, columns, categories in groups:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 from lime.discretize import QuartileDiscretizer
+from scipy.stats import kstest, truncnorm
 
 from nnc_web.engine.reporting import ConsoleReporter, JobCancelled, UserError
 from nnc_web.engine.training.tabular_mlp import TabularData, TabularMLP, save_tabular_bundle
-from nnc_web.engine.xai.lime_tabular import QuartileSampler, TabularLime
+from nnc_web.engine.xai.lime_tabular import QuartileSampler, TabularLime, truncated_normal
 from nnc_web.engine.xai.shap_tabular import (
     TabularKernelShap,
     check_memory,
@@ -175,6 +176,16 @@ def test_quartile_sampler_keeps_lime_bins_and_fixes_single_value_bins():
             assert (values >= ours.mins[f][b] - 1e-9).all() and (values <= ours.maxs[f][b] + 1e-9).all()
     assert (drawn[bins[:, 0] == 0, 0] == 5.0).all()  # bin 0 of p holds only 5s
     assert (theirs.undiscretize(bins)[bins[:, 0] == 0, 0] == 0.0).all()  # lime gives the z-score instead
+
+
+def test_truncated_normal_draws_follow_scipys_truncnorm_even_far_in_the_tail():
+    random = np.random.RandomState(0)
+    for a, b in ((-1.0, 2.0), (-4.0, -3.5), (0.5, 0.7), (6.0, 9.0), (-40.0, -39.0)):
+        z = truncated_normal(np.full(4000, a), np.full(4000, b), random)
+        assert (z >= a).all() and (z <= b).all()
+        assert z.mean() == pytest.approx(truncnorm(a, b).mean(), abs=0.03), (a, b)
+        if a > -30:  # beyond that the CDF underflows and every draw is the end nearer the mean
+            assert kstest(z, truncnorm(a, b).cdf).pvalue > 0.01, (a, b)
 
 
 # -- Kernel SHAP -------------------------------------------------------------------------------------

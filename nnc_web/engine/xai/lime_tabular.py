@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from lime.discretize import QuartileDiscretizer
 from lime.lime_tabular import LimeTabularExplainer
-from scipy.stats import truncnorm
+from scipy.special import ndtr, ndtri
 
 from nnc_web.engine.xai.tabular import Encoding, Feature, TabularModel
 
@@ -20,9 +20,10 @@ SEED = 0
 
 
 class QuartileSampler(QuartileDiscretizer):
-    """lime's quartile discretizer, with the values of the sampled bins drawn in one vectorised
-    truncated-normal call (lime calls scipy once per feature, most of its time on wide tables) and a
-    bin that holds a single value sampled as that value (lime returns its z-score, 0, instead)."""
+    """lime's quartile discretizer, with the values of the sampled bins drawn for every feature at
+    once by inverting the truncated normal's CDF (lime calls scipy's truncnorm once per feature: most
+    of its time on wide tables, and scipy's sampler alone is ten times slower than the inversion), and
+    a bin that holds a single value sampled as that value (lime returns its z-score, 0, instead)."""
 
     def bins(self, data: np.ndarray, labels) -> list[np.ndarray]:
         self.quartiles = {f: np.unique(np.percentile(data[:, f], [25, 50, 75])) for f in self.to_discretize}
@@ -50,11 +51,22 @@ class QuartileSampler(QuartileDiscretizer):
         values = low.copy()
         drawn = a != b
         if drawn.any():
-            values[drawn] = truncnorm.rvs(a[drawn], b[drawn], loc=mean[drawn], scale=std[drawn],
-                                          random_state=self.random_state)
+            values[drawn] = mean[drawn] + std[drawn] * truncated_normal(a[drawn], b[drawn], self.random_state)
         out = data.copy()
         out[:, features] = values
         return out
+
+
+def truncated_normal(a: np.ndarray, b: np.ndarray, random: np.random.RandomState) -> np.ndarray:
+    """Standard normal draws truncated to [a, b] by inverting the CDF. Above the mean the mirror image
+    is inverted instead, where the CDF keeps its precision in the tail. (lime's bins hold their own
+    mean, so a <= 0 <= b there and the inversion is exact to rounding.)"""
+    upper = a > 0
+    low, high = np.where(upper, -b, a), np.where(upper, -a, b)
+    cdf_low, cdf_high = ndtr(low), ndtr(high)
+    z = np.clip(ndtri(cdf_low + random.uniform(size=a.shape) * (cdf_high - cdf_low)), low, high)
+    z = np.where(cdf_high > cdf_low, z, high)  # beyond ~37 sd the CDF underflows: the end nearer the mean
+    return np.where(upper, -z, z)
 
 
 @dataclass

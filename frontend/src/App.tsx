@@ -6,6 +6,7 @@ import { DatasetsTab } from './DatasetsTab'
 import { DatasetViewer } from './DatasetViewer'
 import { ProjectsTab } from './ProjectsTab'
 import { JobPage } from './JobPage'
+import { JobsPage } from './JobsPage'
 import { ProjectPage } from './ProjectPage'
 import { RunPage } from './RunPage'
 import { navigate, useHashRoute } from './hooks'
@@ -41,6 +42,7 @@ export default function App() {
   let page
   if (parts[0] === 'datasets' && parts[1]) page = <DatasetViewer datasetId={Number(parts[1])} />
   else if (parts[0] === 'jobs' && parts[1]) page = <JobPage jobId={Number(parts[1])} />
+  else if (parts[0] === 'jobs') page = <JobsPage />
   else if (parts[0] === 'projects' && parts[1]) page = <ProjectPage projectId={Number(parts[1])} />
   else if (parts[0] === 'runs' && parts[1]) page = <RunPage runId={Number(parts[1])} />
   else if (parts[0] === 'projects') page = <ProjectsTab />
@@ -54,7 +56,7 @@ export default function App() {
     <div className="app">
       <header className="topbar">
         <span className="brand" onClick={() => navigate('/datasets')}>NNC Web</span>
-        <nav>{tab('datasets', 'Datasets')}{tab('projects', 'Projects')}</nav>
+        <nav>{tab('datasets', 'Datasets')}{tab('projects', 'Projects')}{tab('jobs', 'Jobs')}</nav>
         <span className="spacer" />
         {user.is_staff && <a className="link" href="/admin/">Admin</a>}
         <a className="link" href="#/account" data-testid="account-link">{user.username}</a>

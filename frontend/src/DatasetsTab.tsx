@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useState } from 'react'
 import { api, ApiError, formatBytes, formatDate } from './api'
+import { DeleteDatasetDialog } from './DeleteDatasetDialog'
 import { JobPanel } from './JobPanel'
 import { Modal } from './Modal'
 import { PluginForm } from './PluginForm'
@@ -16,6 +17,7 @@ export function DatasetsTab() {
   const [pluginId, setPluginId] = useState('')
   const [jobs, setJobs] = useState<Job[]>([])
   const [error, setError] = useState('')
+  const [deleting, setDeleting] = useState<Dataset | null>(null)
 
   const load = useCallback(() => {
     api<{ results: Dataset[] }>('/api/datasets/').then((r) => setDatasets(r.results)).catch((e) => setError((e as ApiError).message))
@@ -52,12 +54,14 @@ export function DatasetsTab() {
           {plugin && <PluginForm plugin={plugin} onQueued={queued} />}
         </Modal>
       )}
+      {deleting && <DeleteDatasetDialog dataset={deleting} onClose={() => setDeleting(null)}
+        onDeleted={() => { setDeleting(null); load() }} />}
       {jobs.map((j) => <JobPanel key={j.id} jobId={j.id} onFinished={load} />)}
       {datasets === null ? <p>Loading…</p> : datasets.length === 0 ? (
         <p className="empty">No datasets yet: upload an archive with one folder of images per class and create one.</p>
       ) : (
         <table className="grid" data-testid="dataset-list">
-          <thead><tr><th>Name</th><th>Rows</th><th>Columns</th><th>Size</th><th>Created</th></tr></thead>
+          <thead><tr><th>Name</th><th>Rows</th><th>Columns</th><th>Size</th><th>Created</th><th></th></tr></thead>
           <tbody>
             {datasets.map((d) => (
               <tr key={d.id}>
@@ -66,6 +70,8 @@ export function DatasetsTab() {
                 <td>{shapes(d)}</td>
                 <td>{formatBytes(d.size_bytes)}</td>
                 <td>{formatDate(d.created_at)}</td>
+                <td><button className="secondary small" onClick={() => setDeleting(d)}
+                  aria-label={`Delete dataset ${d.name}`}>Delete</button></td>
               </tr>
             ))}
           </tbody>

@@ -1,7 +1,39 @@
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { useJobEvents } from './useJobEvents'
-import type { Job, JobEvent } from './types'
+import type { Job, JobEvent, JobTarget } from './types'
+
+// The share of the work done: only a job that succeeded is full without a count; a failed or
+// cancelled one shows how far it got.
+export function jobPercent(state: string, done: number, total: number): number {
+  if (total > 0) return Math.min(100, Math.round((100 * done) / total))
+  return state === 'succeeded' ? 100 : 0
+}
+
+// A progress bar coloured by the job's state (blue while it works or once it succeeded, red when it
+// failed, grey when cancelled).
+export function JobProgress({ state, done, total, compact = false }: {
+  state: string; done: number; total: number; compact?: boolean
+}) {
+  const percent = jobPercent(state, done, total)
+  return (
+    <div className={compact ? 'progress compact' : 'progress'} role="progressbar" aria-valuenow={percent}
+      aria-valuemin={0} aria-valuemax={100} data-testid="job-progress" data-done={done} data-total={total}
+      data-state={state}>
+      <div className={`bar bar-${state}`} style={{ width: `${percent}%` }} />
+      <span>{total > 0 ? `${done} / ${total}` : ''} {percent}%</span>
+    </div>
+  )
+}
+
+// A link to what a job worked on (a run, a dataset), or its name when it has been deleted.
+export function TargetLink({ target }: { target: JobTarget }) {
+  if (target.deleted) return <span className="muted">{target.kind} #{target.id} (deleted)</span>
+  if (target.kind === 'run') {
+    return <a href={`#/runs/${target.id}`} className="target-link">{target.name} <span className="muted">of {target.project}</span></a>
+  }
+  return <a href={`#/datasets/${target.id}`} className="target-link">dataset {target.name}</a>
+}
 
 // Live log lines, a progress bar and the job's state; cancel while it runs. Untitled where the
 // page around it already names the job (the outputs list).
@@ -12,6 +44,11 @@ export function JobPanel({ jobId, onFinished, onEvents, untitled = false }: {
   const [job, setJob] = useState<Job | null>(null)
   const [error, setError] = useState('')
   const logRef = useRef<HTMLPreElement>(null)
+  // Until the stream has replayed the job's events, the row's own state and progress stand in
+  // (a finished job is never shown as queued while its socket connects).
+  const replayed = stream.lastSeq > 0 || job === null
+  const state = replayed ? stream.state : job.state
+  const [done, total] = replayed ? [stream.done, stream.total] : [job.progress_done, job.progress_total]
   const final = ['succeeded', 'failed', 'cancelled'].includes(stream.state)
 
   useEffect(() => {
@@ -35,21 +72,17 @@ export function JobPanel({ jobId, onFinished, onEvents, untitled = false }: {
     }
   }
 
-  const percent = stream.total > 0 ? Math.round((100 * stream.done) / stream.total) : final ? 100 : 0
   return (
     <div className="card job-panel" data-testid="job-panel" data-job={jobId} data-state={stream.state} data-seq={stream.lastSeq}>
       <div className="job-head">
         {!untitled && <strong>{job?.title || `Job ${jobId}`}</strong>}
-        <span className={`badge state-${stream.state}`} data-testid="job-state">{stream.state}</span>
-        <span className={stream.connected ? 'live on' : 'live'}>{stream.connected ? 'live' : final ? '' : 'reconnecting…'}</span>
+        <span className={`badge state-${state}`} data-testid="job-state">{state}</span>
+        <span className={stream.connected ? 'live on' : 'live'}>
+          {stream.connected ? 'live' : final ? '' : stream.lastSeq ? 'reconnecting…' : 'connecting…'}</span>
         <span className="spacer" />
-        {!final && <button className="secondary" onClick={cancel}>Cancel</button>}
+        {!final && !['succeeded', 'failed', 'cancelled'].includes(state) && <button className="secondary" onClick={cancel}>Cancel</button>}
       </div>
-      <div className="progress" role="progressbar" aria-valuenow={percent} aria-valuemin={0} aria-valuemax={100}
-        data-testid="job-progress" data-done={stream.done} data-total={stream.total}>
-        <div className="bar" style={{ width: `${percent}%` }} />
-        <span>{stream.total > 0 ? `${stream.done} / ${stream.total}` : ''} {percent}%</span>
-      </div>
+      <JobProgress state={state} done={done} total={total} />
       <pre className="log" ref={logRef} data-testid="job-log">
         {stream.lines.map((l) => <div key={l.seq} className="log-line">{l.text}</div>)}
       </pre>

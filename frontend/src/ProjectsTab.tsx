@@ -30,7 +30,12 @@ export function ProjectsTab() {
       setError(e as ApiError)
     }
   }
-  const datasetName = (id: number | null) => datasets.find((d) => d.id === id)?.name ?? (id ? `#${id}` : '—')
+  const datasetName = (p: Project, field: 'train_dataset' | 'valid_dataset') => {
+    const id = p[field]
+    const deleted = p.deleted_datasets?.[field]
+    if (id === null && deleted) return <span className="muted">{deleted} (deleted)</span>
+    return datasets.find((d) => d.id === id)?.name ?? (id ? `#${id}` : '—')
+  }
 
   return (
     <div className="page">
@@ -49,7 +54,7 @@ export function ProjectsTab() {
         <table className="grid">
           <thead><tr><th>Name</th><th>Training</th><th>Validation</th><th>Created</th></tr></thead>
           <tbody>{projects.map((p) => (
-            <tr key={p.id}><td><a href={`#/projects/${p.id}`}>{p.name}</a></td><td>{datasetName(p.train_dataset)}</td><td>{datasetName(p.valid_dataset)}</td><td>{formatDate(p.created_at)}</td></tr>
+            <tr key={p.id}><td><a href={`#/projects/${p.id}`}>{p.name}</a></td><td>{datasetName(p, 'train_dataset')}</td><td>{datasetName(p, 'valid_dataset')}</td><td>{formatDate(p.created_at)}</td></tr>
           ))}</tbody>
         </table>
       )}

@@ -1,6 +1,10 @@
 import { useCallback, useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
+import { ConfirmDialog } from './ConfirmDialog'
+import { navigate } from './hooks'
 import { JobPanel } from './JobPanel'
+import { NameDialog } from './NameDialog'
+import { RunSettings } from './runSummary'
 import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
 import type { ExternalFilter, Job, JobEvent, Run, TableFilter } from './types'
 import { ClassHistogram } from './BoxedImage'
@@ -13,12 +17,15 @@ interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset:
 const fileUrl = (dataset: number, cell: string, thumb = true) =>
   `/api/datasets/${dataset}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}${thumb ? '?thumb=1' : ''}`
 
+const FINAL_STATES = ['succeeded', 'failed', 'cancelled']
 // Fitted on normal images in one pass: no epochs, so no learning curves.
 const ANOMALY_PLUGINS = ['padim', 'patchcore']
 
 export function RunPage({ runId }: { runId: number }) {
   const [run, setRun] = useState<Run | null>(null)
-  const [error, setError] = useState('')
+  const [loadError, setLoadError] = useState<ApiError | null>(null)
+  const [error, setError] = useState('')  // of an action (evaluate, resume, ...): shown on the page
+  const [dialog, setDialog] = useState<'rename' | 'delete' | null>(null)
   const curves = useRef<CurvesHandle>(null)
   const [evaluationJob, setEvaluationJob] = useState<number | null>(null)
   const epochs = useRef<Record<number, Partial<EpochPoint>>>({})
@@ -26,7 +33,7 @@ export function RunPage({ runId }: { runId: number }) {
   const [evaluations, setEvaluations] = useState(0)  // a new evaluation rewrites output_result.csv
 
   const load = useCallback(() => {
-    api<Run>(`/api/runs/${runId}/`).then(setRun).catch((e) => setError((e as ApiError).message))
+    api<Run>(`/api/runs/${runId}/`).then((r) => { setRun(r); setLoadError(null) }).catch((e) => setLoadError(e as ApiError))
   }, [runId])
   useEffect(load, [load])
 
@@ -43,34 +50,60 @@ export function RunPage({ runId }: { runId: number }) {
   }
 
   const evaluate = async () => {
+    setError('')
     try { setEvaluationJob((await api<Job>(`/api/runs/${runId}/evaluate/`, { method: 'POST' })).id) }
     catch (e) { setError((e as ApiError).message) }
   }
 
   const resume = async () => {
+    setError('')
     try { setRun(await api<Run>(`/api/runs/${runId}/resume/`, { method: 'POST' })) } catch (e) { setError((e as ApiError).message) }
   }
 
-  if (error) return <div className="page"><div className="error" role="alert">{error}</div></div>
-  if (!run) return <div className="page">Loading…</div>
+  const rename = async (name: string) => {
+    setRun(await api<Run>(`/api/runs/${runId}/`, { method: 'PATCH', body: { name } }))
+    setDialog(null)
+  }
+  const remove = async () => {
+    await api(`/api/runs/${runId}/`, { method: 'DELETE' })
+    navigate(`/projects/${run?.project}`)
+  }
+
+  if (!run) {
+    return <div className="page"><p><a href="#/projects">← Projects</a></p>
+      {loadError ? <div className="error" role="alert">{loadError.status === 404 ? 'This run does not exist (it may have been deleted).' : loadError.message}</div> : 'Loading…'}</div>
+  }
   const anomaly = run.metrics.kind === 'anomaly'
   const evaluated = run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly
+  const deleted = run.deleted_datasets ?? {}
+  const validGone = run.valid_dataset === null
   return (
     <div className="page">
-      <p><a href={`#/projects/${run.project}`}>← Project</a></p>
+      <p><a href={`#/projects/${run.project}`}>← Project {run.project_name ?? ''}</a></p>
       <div className="page-head">
-        <h2 data-testid="run-title">Run {run.id}</h2>
-        <span className="muted">{[run.plugin_id, run.params.model, run.params.train_param, run.params.gaussian].filter(Boolean).join(' · ')}</span>
+        <h2 data-testid="run-title">{run.name ?? `Run ${run.id}`}</h2>
+        <span className="muted">{run.plugin_id}</span>
         <span className="spacer" />
-        {['failed', 'cancelled'].includes(run.state) && <button onClick={resume}>Resume from checkpoint</button>}
-        {(run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly) && <>
-          <button className="secondary" onClick={evaluate}>Evaluate again</button>
+        <button className="secondary" onClick={() => setDialog('rename')}>Rename</button>
+        <button className="danger" onClick={() => setDialog('delete')}>Delete run</button>
+        {run.can_resume && <button onClick={resume}>Resume from checkpoint</button>}
+        {evaluated && <>
+          {!validGone && <button className="secondary" onClick={evaluate}>Evaluate again</button>}
           <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a></>}
         {run.metrics.accuracy !== undefined && <>
           <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
       </div>
-      {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents} onFinished={load} />}
+      <RunSettings run={run} />
+      {error && <div className="error" role="alert" data-testid="action-error">{error}
+        <button className="secondary small" onClick={() => setError('')}>Dismiss</button></div>}
+      {(deleted.train_dataset || deleted.valid_dataset || validGone || run.train_dataset === null) && (
+        <div className="warning" role="status" data-testid="run-dataset-deleted">
+          {deleted.train_dataset || run.train_dataset === null ? `The training dataset${deleted.train_dataset ? ` “${deleted.train_dataset}”` : ''} of this run was deleted: it cannot be resumed. ` : ''}
+          {validGone ? `The validation dataset${deleted.valid_dataset ? ` “${deleted.valid_dataset}”` : ''} was deleted: the scores below stay, but its images are gone and the run cannot be evaluated again.` : ''}
+        </div>)}
+      {run.job && <JobPanel key={run.job} jobId={run.job} onEvents={onEvents}
+        onFinished={() => { if (!FINAL_STATES.includes(run.state)) load() }} />}
       {evaluationJob && <JobPanel key={`e${evaluationJob}`} jobId={evaluationJob}
         onFinished={() => { load(); setEvaluations((n) => n + 1) }} />}
       {!ANOMALY_PLUGINS.includes(run.plugin_id) && <LearningCurves ref={curves} runIds={[run.id]} />}
@@ -79,18 +112,28 @@ export function RunPage({ runId }: { runId: number }) {
           tableFilter={tableFilter} defaultThreshold={anomaly ? (run.metrics.chosen_threshold ?? run.metrics.threshold) : undefined}
           metrics={<>
             {anomaly && <AnomalyEvaluation key={`${run.id}-${run.job}-${run.metrics.score_range}`} run={run} onSaved={setRun} />}
-            {run.metrics.accuracy !== undefined && <Evaluation run={run}
+            {run.metrics.accuracy !== undefined && <Evaluation run={run} imagesGone={validGone}
               onFilter={(filter, show) => setTableFilter({ filter, show })} />}
             {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
           </>} />
       )}
+      {dialog === 'rename' && <NameDialog title={`Rename ${run.name ?? `run ${run.id}`}`} label="New name"
+        initial={run.name ?? ''} submitLabel="Rename" hint="Any words (at most 64 characters); unique in its project."
+        onSubmit={rename} onClose={() => setDialog(null)} testId="rename-dialog" />}
+      {dialog === 'delete' && <ConfirmDialog title={`Delete ${run.name ?? `run ${run.id}`}?`} confirmLabel="Delete run"
+        onConfirm={remove} onClose={() => setDialog(null)}>
+        <p>Its model, results and post-processing outputs are deleted. This cannot be undone.</p>
+        {['queued', 'running'].includes(run.state) && <p className="warning">It is still {run.state}: its job is cancelled first.</p>}
+      </ConfirmDialog>}
     </div>
   )
 }
 
 // onFilter: the rows chosen here (confusion-matrix cell, misclassified) for the Output result table;
 // show asks to switch to it.
-function Evaluation({ run, onFilter }: { run: Run; onFilter: (filter: TableFilter, show: boolean) => void }) {
+function Evaluation({ run, onFilter, imagesGone = false }: {
+  run: Run; onFilter: (filter: TableFilter, show: boolean) => void; imagesGone?: boolean
+}) {
   const m = run.metrics
   const names: string[] = m.class_names
   const [filter, setFilter] = useState<{ actual?: number; predicted?: number; misclassified?: boolean }>({})
@@ -102,8 +145,9 @@ function Evaluation({ run, onFilter }: { run: Run; onFilter: (filter: TableFilte
     if (filter.actual !== undefined) query.set('actual', String(filter.actual))
     if (filter.predicted !== undefined) query.set('predicted', String(filter.predicted))
     if (filter.misclassified) query.set('misclassified', '1')
+    if (imagesGone) return  // the rows are the validation dataset's: nothing to page through
     api<ResultPage>(`/api/runs/${run.id}/results/?${query}`).then(setPage).catch(() => setPage(null))
-  }, [run.id, filter, start])
+  }, [run.id, filter, start, imagesGone])
 
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
   const choose = (f: typeof filter) => { setStart(0); setFilter(f); onFilter(f, false) }
@@ -150,7 +194,7 @@ function Evaluation({ run, onFilter }: { run: Run; onFilter: (filter: TableFilte
             </figure>))}
         </div>
       )}
-      <Extremes run={run} names={names} />
+      {!imagesGone && <Extremes run={run} names={names} />}
     </div>
   )
 }

@@ -17,19 +17,34 @@ export type PluginGroup = 'Utils' | 'Visualization' | 'Fairness' | 'XAI'
 
 export interface Plugin {
   id: string; kind: string; title: string; description: string; group?: PluginGroup | null; params: Param[]
+  config_fields?: string[] | null  // training: the project-config settings it reads (null: all of them)
 }
 
 export interface Job {
   id: number; kind: string; plugin_id: string; title: string; params: Record<string, unknown>; state: string
   progress_done: number; progress_total: number; message: string; last_seq: number; created_at: string
   finished_at: string | null; datasets: { id: number; name: string }[]
+  started_at?: string | null; target?: JobTarget | null  // what it worked on (a run, a dataset)
+}
+
+export type JobTarget =
+  | { kind: 'run'; id: number; name: string; project: string; deleted: boolean }
+  | { kind: 'dataset'; id: number; name: string; deleted: boolean }
+
+// {"train_dataset": "<name>"}: datasets deleted while a project or run used them
+export type DeletedDatasets = Partial<Record<'train_dataset' | 'valid_dataset', string>>
+
+// Who uses a dataset (asked before deleting it).
+export interface DatasetUsage {
+  projects: { id: number; name: string; as: string[] }[]
+  runs: { id: number; name: string; project: { id: number; name: string }; as: string[]; state: string }[]
 }
 
 export interface JobEvent { seq: number; kind: string; data: Record<string, any>; ts: number }
 
 export interface Project {
   id: number; name: string; description: string; train_dataset: number | null; valid_dataset: number | null
-  created_at: string
+  created_at: string; deleted_datasets?: DeletedDatasets
 }
 
 export interface Run {
@@ -37,6 +52,8 @@ export interface Run {
   config: Record<string, unknown>; train_dataset: number | null; valid_dataset: number | null
   metrics: Record<string, any>; history: { epoch: number; train_loss: number; train_error: number; valid_error: number }[]
   created_at: string
+  name?: string; project_name?: string; can_resume?: boolean; deleted_datasets?: DeletedDatasets
+  settings?: Record<string, unknown>  // its plugin's parameters and the config settings that plugin reads
 }
 
 // The Evaluation workspace of a run or dataset: every endpoint below lives under a base,

@@ -140,8 +140,10 @@ def _explainable(bundle: Path, manifest: dict, device: torch.device):
 
 
 def _register() -> None:
-    from nnc_web.engine.xai.classifier import register_loader
-
+    try:
+        from nnc_web.engine.xai.classifier import register_loader
+    except ImportError:  # an engine.xai without bundle loaders: classifying still works, explaining does not
+        return
     register_loader(ARCHITECTURE, _explainable)
 
 

@@ -40,7 +40,8 @@ def load_bundle(folder: Path, device: str = "cpu") -> tuple[TransferClassifier, 
 
 def export_torchscript(model: TransferClassifier, input_size: int, path: Path) -> Path:
     example = torch.zeros(1, 3, input_size, input_size)
-    traced = torch.jit.trace(model.eval(), example)
+    with torch.no_grad():  # with autograd on, attention layers (CLIP's ViT) take another path between traces
+        traced = torch.jit.trace(model.eval(), example)
     traced.save(str(path))
     return path
 

@@ -31,7 +31,7 @@ from nnc_web.plugins.registry import Param, Plugin, register
 
 
 def model_param() -> Param:
-    return Param("model", "model", "model", required=True,
+    return Param("model", "model", "model", required=True, label="Model",
                  help="this run's model bundle (a Tabular classifier/regressor)")
 
 
@@ -41,11 +41,11 @@ def train_param() -> Param:
 
 
 def index_param() -> Param:
-    return Param("index", "int", 1, help="the row of input to explain, 1-based (1 = the first row)")
+    return Param("index", "int", 1, label="Row (1-based)", help="the row of input to explain, 1-based (1 = the first row)")
 
 
 def class_param() -> Param:
-    return Param("class_index", "int", 0, help="the class to explain (0 for a regressor)")
+    return Param("class_index", "int", 0, label="Class index", help="the class to explain (0 for a regressor)")
 
 
 def tabular_task(ctx, params: dict) -> tuple[TabularTask, int]:
@@ -114,7 +114,7 @@ def run_batch(ctx, params: dict) -> list[Path]:
 
 
 def num_samples_param() -> Param:
-    return Param("num_samples", "int", 1000, min=10, max=100_000,
+    return Param("num_samples", "int", 1000, min=10, max=100_000, label="Samples",
                  help="perturbed rows the local model is fitted on")
 
 

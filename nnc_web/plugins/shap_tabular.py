@@ -91,12 +91,12 @@ def run_batch(ctx, params: dict) -> list[Path]:
 
 
 def alpha_param() -> Param:
-    return Param("alpha", "float", 0.0, min=0.0, max=1e6,
+    return Param("alpha", "float", 0.0, min=0.0, max=1e6, label="L2 penalty (alpha)",
                  help="L2 penalty of the weighted regression (0: plain Kernel SHAP)")
 
 
 def memory_param() -> Param:
-    return Param("memory_limit", "float", None, min=0.001, max=1e6,
+    return Param("memory_limit", "float", None, min=0.001, max=1e6, label="Memory limit (GiB)",
                  help="GiB; refuse when NNC's estimate is above it (empty: 2/3 of the free memory)")
 
 

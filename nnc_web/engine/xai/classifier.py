@@ -1,32 +1,39 @@
 """An image-classifier bundle as the explanation methods need it: the model, its evaluation transform
-(exactly the one `training.evaluation` uses, so a map explains the score the user saw) and its classes."""
+(exactly the one `training.evaluation` uses, so a map explains the score the user saw), its classes and
+the layers Grad-CAM may target.
+
+Bundles of other image architectures (later training plugins) join with `register_loader`: a loader
+returns an `ImageClassifier` whose `model` maps normalised (N, 3, S, S) images to class logits."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.imaging import DEFAULT_MAX_PIXELS, open_checked, to_channels
-from nnc_web.engine.training.bundle import load_bundle
-from nnc_web.engine.training.trainer import transforms_for
-
-IMAGE_ARCHITECTURES = ("transfer_classifier",)
+from nnc_web.engine.reporting import Reporter
 
 
 @dataclass
 class ImageClassifier:
-    model: torch.nn.Module
+    model: nn.Module
     manifest: dict
     device: torch.device
+    layer_names: tuple[str, ...] = ()  # layers Grad-CAM may target, in network order
+    default_layer: str | None = None
+    layer_prefix: str = ""  # where the names live inside `model` (the backbone of a transfer classifier)
+    saved_bytes_per_pixel: int = 4000  # autograd's memory per input pixel and image (memory guard)
 
     @property
     def backbone_id(self) -> str:
-        return self.manifest["backbone"]
+        return self.manifest.get("backbone", "")
 
     @property
     def input_size(self) -> int:
@@ -46,35 +53,112 @@ class ImageClassifier:
                             f"classes (0-{self.num_classes - 1})")
         return class_index
 
+    def class_label(self, class_index: int) -> str:
+        names = self.class_names
+        return f"{class_index} ({names[class_index]})" if class_index < len(names) else str(class_index)
+
+    def unit(self, image: Image.Image) -> torch.Tensor:
+        """One image as the model sees it before normalisation: (3, size, size) floats in [0, 1], resized
+        as the training and evaluation transform resizes (`trainer.transforms_for`)."""
+        from torchvision.transforms import v2
+
+        resize = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                             v2.Resize((self.input_size, self.input_size), antialias=True)])
+        return resize(to_channels(image, 3))
+
     def tensor(self, image: Image.Image) -> torch.Tensor:
         """One image as the model's normalised input (1, 3, size, size) on its device."""
-        transform = transforms_for(self.backbone_id, self.input_size, [])
-        return transform(to_channels(image, 3)).unsqueeze(0).to(self.device)
+        return self.normalise(self.unit(image).unsqueeze(0).to(self.device))
 
     def pixels(self, image: Image.Image) -> np.ndarray:
-        """The image as the model sees it before normalisation: uint8 (size, size, 3)."""
-        resized = to_channels(image, 3).resize((self.input_size, self.input_size), Image.BILINEAR)
-        return np.asarray(resized, dtype=np.uint8)
+        """The image as the model sees it, for pictures: uint8 (size, size, 3)."""
+        return to_pixels(self.unit(image))
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) floats in [0, 1] -> the model's input (mean/std of the backbone)."""
         norm = self.manifest["normalization"]
-        mean = torch.tensor(norm["mean"], device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(norm["std"], device=pixels.device).view(1, 3, 1, 1)
+        mean = torch.tensor(norm["mean"], device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(norm["std"], device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
         return (pixels - mean) / std
 
+    def pixel_model(self) -> nn.Module:
+        """The model on [0, 1] pixels (perturbation methods hide and blend in pixel space)."""
+        return _OnPixels(self)
 
-def load_image_classifier(bundle: Path, device: torch.device) -> ImageClassifier:
-    """The bundle's classifier on `device`, in eval mode; a clear message for models that are not one."""
+    def predicted_class(self, inputs: torch.Tensor) -> list[int]:
+        with torch.no_grad():
+            return self.model(inputs).argmax(dim=1).tolist()
+
+    def layer(self, name: str | None) -> tuple[str, nn.Module]:
+        """A target layer by its name in the model store's list (None or `default`: the default)."""
+        if not self.layer_names:
+            raise UserError("this model has no convolutional layer to explain with Grad-CAM")
+        chosen = self.default_layer if name in (None, "", "default") else name
+        if chosen not in self.layer_names:
+            raise UserError(f"layer {chosen!r} is not a layer of this {self.backbone_id or 'model'}; "
+                            f"layers: {', '.join(self.layer_names)}")
+        return chosen, self.model.get_submodule(self.layer_prefix + chosen)
+
+    def fit_image(self, image: Image.Image, shown: str, reporter: Reporter | None, quiet: bool = False) -> bool:
+        """Whether the image has to be resized to the model's input; logs it (unless `quiet`)."""
+        size = self.input_size
+        if image.size == (size, size):
+            return False
+        if reporter is not None and not quiet:
+            reporter.log(f"{shown} is {image.width} x {image.height}; the model takes {size} x {size}: resized")
+        return True
+
+
+class _OnPixels(nn.Module):
+    def __init__(self, classifier: ImageClassifier) -> None:
+        super().__init__()
+        self.inner = classifier.model
+        self.classifier = classifier
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.classifier.normalise(pixels))
+
+
+def to_pixels(unit: torch.Tensor) -> np.ndarray:
+    """(3, H, W) floats in [0, 1] -> uint8 (H, W, 3)."""
+    return (unit.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+Loader = Callable[[Path, dict, torch.device], ImageClassifier]
+LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(architecture: str, loader: Loader) -> None:
+    """How bundles of `architecture` (the manifest's) become an ImageClassifier."""
+    LOADERS[architecture] = loader
+
+
+def _transfer_classifier(bundle: Path, manifest: dict, device: torch.device) -> ImageClassifier:
+    from nnc_web.engine.model_store import get_backbone
+    from nnc_web.engine.training.bundle import load_bundle
+
+    model, manifest = load_bundle(bundle, device="cpu")
+    spec = get_backbone(manifest["backbone"])
+    return ImageClassifier(model.to(device).eval(), manifest, device, spec.gradcam_layers, spec.gradcam_layer,
+                           "features.body.", spec.saved_bytes_per_pixel)
+
+
+register_loader("transfer_classifier", _transfer_classifier)
+
+
+def load_image_classifier(bundle: Path, device: torch.device, method: str = "this explanation") -> ImageClassifier:
+    """The bundle's classifier on `device`, in eval mode, its parameters frozen (the methods need
+    gradients of the input or of a layer, never of the weights); a clear message for other models."""
     try:
         manifest = json.loads((Path(bundle) / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise UserError("this run has no readable model") from exc
-    if manifest.get("architecture") not in IMAGE_ARCHITECTURES:
-        raise UserError("this explanation needs an image classifier; this run's model is "
-                        f"{manifest.get('architecture', 'unknown')}")
-    model, manifest = load_bundle(Path(bundle), device="cpu")
-    return ImageClassifier(model.to(device).eval(), manifest, device)
+    architecture = manifest.get("architecture", "unknown")
+    if architecture not in LOADERS:
+        raise UserError(f"{method} needs an image classifier; this run's model is {architecture}")
+    classifier = LOADERS[architecture](Path(bundle), manifest, device)
+    classifier.model.requires_grad_(False)
+    return classifier
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -1,8 +1,9 @@
-"""Start the whole studio: embedded Redis (unless REDIS_URL), Dramatiq workers and Daphne.
+"""Start the whole studio: embedded Redis (unless REDIS_URL), Dramatiq workers, the model server
+(`manage.py serve_models`) and Daphne.
 
 Waits until every part answers, prints the URL and how to sign in, reaps lost jobs, restarts a part
-that dies (bounded), and stops all children (worker -> daphne -> redis) on Ctrl-C or SIGTERM. Children get
-PR_SET_PDEATHSIG so even a SIGKILLed launcher leaves no orphans.
+that dies (bounded), and stops all children (worker -> daphne -> serving -> redis) on Ctrl-C or SIGTERM.
+Children get PR_SET_PDEATHSIG so even a SIGKILLed launcher leaves no orphans.
 """
 from __future__ import annotations
 
@@ -162,24 +163,33 @@ class Stack:
     # -- stopping ------------------------------------------------------------------------------
     def stop(self) -> None:
         self.stopping.set()
-        order = ["worker-gpu", "worker", "daphne", "redis"]
+        order = ["worker-gpu", "worker", "daphne", "serving", "redis"]
         for name in order:
-            for child in [c for c in self.children if c.name == name or c.name.startswith(f"{name}-")]:
-                _terminate(child.process)
+            _terminate([c.process for c in self.children if c.name == name or c.name.startswith(f"{name}-")])
 
 
-def _terminate(process: subprocess.Popen, grace: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+def _terminate(processes: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM to each process group at once (the web processes stop together, not one after the
+    other), then SIGKILL to those still there after `grace` seconds."""
+    running = []
+    for process in processes:
+        if process.poll() is not None:
+            continue
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            running.append(process)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(5)
 
 
 def _client_host(host: str) -> str:
@@ -210,7 +220,7 @@ def ensure_sign_in(data_dir: Path) -> str:
 
 
 def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_worker: bool,
-        ready_file: Path | None, out: IO[str] = sys.stdout, web_processes: int = 1) -> int:
+        ready_file: Path | None, out: IO[str] = sys.stdout, web_processes: int = 1, serving: bool = True) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
@@ -242,6 +252,9 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
         if gpu_worker:
             stack.spawn("worker-gpu", [*worker, "--processes", "1", "--threads", "1", "--queues", "gpu"],
                         env, marker="ready for action")
+        if serving:
+            # Models are loaded and run here only: the web processes hand calls over through Redis.
+            stack.spawn("serving", [sys.executable, "manage.py", "serve_models"], env, marker="serving ready")
         # Several Daphne processes accept on one listening socket (a synchronous view runs on one
         # thread per process, so one process serialises every request).
         listener = socket.create_server((host, port), backlog=1024,

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "nnc_web.projects",
     "nnc_web.evaluations",
     "nnc_web.plugins",
+    "nnc_web.serving",
 ]
 
 MIDDLEWARE = [

@@ -9,6 +9,7 @@ from nnc_web.evaluations import views as evaluations
 from nnc_web.jobs import views as jobs
 from nnc_web.plugins import views as plugins
 from nnc_web.projects import views as projects
+from nnc_web.serving import urls as serving
 
 api = [
     path("auth/me/", accounts.MeView.as_view()),
@@ -50,6 +51,7 @@ api = [
     path("runs/<int:run_id>/files/<path:relative>", projects.RunFileView.as_view()),
     path("runs/<int:run_id>/bundle/", projects.RunBundleView.as_view()),
     path("runs/<int:run_id>/export/", projects.RunExportView.as_view()),
+    *serving.api_urls(),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
 ]

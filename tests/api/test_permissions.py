@@ -109,3 +109,76 @@ def test_anonymous_is_refused_everywhere(alices_things, client_for):
         response = getattr(client, method)(url)
         assert response.status_code in (401, 403), (method, url, response.status_code)
     assert Dataset.objects.filter(pk=alices_things["dataset"]).exists()
+
+
+# -- endpoints (nnc_web.serving) -------------------------------------------------------------------------
+@pytest.fixture
+def alices_endpoint(alice, client_for, tmp_path, monkeypatch):
+    import shutil
+
+    from nnc_web.engine.training.bundle import save_bundle
+    from nnc_web.engine.training.model import TransferClassifier
+    from nnc_web.serving import services
+    from nnc_web.serving.inline import InlineTransport
+
+    monkeypatch.setattr(services, "transport", lambda: InlineTransport(runtime="torch"))
+    project = Project.objects.create(owner=alice, name="served")
+    run = Run.objects.create(project=project, plugin_id="transfer_learning", name="run 1")
+    save_bundle(tmp_path / "model", TransferClassifier("efficientnet_lite0", 2, pretrained=False), "efficientnet_lite0",
+                ["a", "b"], 32, {}, {})
+    shutil.copytree(tmp_path / "model", run.folder() / "model")
+    client = client_for(alice)
+    endpoint = client.post("/api/endpoints/", {"run": run.pk, "name": "mine"}, format="json").json()
+    token = client.post(f"/api/endpoints/{endpoint['id']}/tokens/", {"name": "cam"}, format="json").json()
+    return {"endpoint": endpoint["id"], "token": token["id"], "run": run.pk}
+
+
+def endpoint_urls(t: dict) -> list[tuple[str, str]]:
+    e = t["endpoint"]
+    return [("get", f"/api/endpoints/{e}/"), ("patch", f"/api/endpoints/{e}/"), ("delete", f"/api/endpoints/{e}/"),
+            ("post", f"/api/endpoints/{e}/start/"), ("post", f"/api/endpoints/{e}/stop/"),
+            ("get", f"/api/endpoints/{e}/tokens/"), ("post", f"/api/endpoints/{e}/tokens/"),
+            ("delete", f"/api/endpoints/{e}/tokens/{t['token']}/"), ("post", f"/api/endpoints/{e}/predict/")]
+
+
+def test_other_user_can_neither_read_call_nor_change_an_endpoint(alices_endpoint, bob, client_for):
+    import shutil
+
+    from rest_framework.test import APIClient
+
+    from nnc_web.serving.models import Endpoint, EndpointToken
+
+    client = client_for(bob)
+    for method, url in endpoint_urls(alices_endpoint):
+        response = getattr(client, method)(url, {"name": "stolen", "state": "stopped", "instances": [{"data": "x"}]},
+                                           format="json")
+        assert response.status_code == 404, (method, url, response.status_code)
+        assert response.json() == {"detail": "not found", "errors": {}}
+    assert client.get("/api/endpoints/").json()["results"] == []
+    assert client.get(f"/api/endpoints/?run={alices_endpoint['run']}").json()["results"] == []
+    taken = client.post("/api/endpoints/", {"run": alices_endpoint["run"], "name": "x"}, format="json")
+    assert taken.status_code == 400 and taken.json()["errors"]["run"] == ["no such run"]
+    # bob's own endpoint token does not open alice's endpoint either
+    project = Project.objects.create(owner=bob, name="bobs")
+    run = Run.objects.create(project=project, plugin_id="transfer_learning", name="run 1")
+    shutil.copytree(Run.objects.get(pk=alices_endpoint["run"]).folder() / "model", run.folder() / "model")
+    own = client.post("/api/endpoints/", {"run": run.pk, "name": "bobs"}, format="json").json()
+    bobs_token = client.post(f"/api/endpoints/{own['id']}/tokens/").json()["token"]
+    device = APIClient()
+    called = device.post(f"/api/endpoints/{alices_endpoint['endpoint']}/predict/", {"instances": [{"data": "x"}]},
+                         format="json", HTTP_AUTHORIZATION=f"Bearer {bobs_token}")
+    assert called.status_code == 404
+    endpoint = Endpoint.objects.get(pk=alices_endpoint["endpoint"])
+    assert (endpoint.name, endpoint.state) == ("mine", "running")
+    assert EndpointToken.objects.filter(pk=alices_endpoint["token"]).exists()
+
+
+def test_owner_reads_and_anonymous_is_refused_on_endpoints(alices_endpoint, alice, client_for):
+    owner = client_for(alice)
+    for method, url in endpoint_urls(alices_endpoint):
+        if method == "get":
+            assert owner.get(url).status_code == 200, url
+    anonymous = client_for(None)
+    for method, url in endpoint_urls(alices_endpoint) + [("get", "/api/endpoints/"), ("post", "/api/endpoints/")]:
+        response = getattr(anonymous, method)(url)
+        assert response.status_code in (401, 403), (method, url, response.status_code)

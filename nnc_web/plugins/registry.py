@@ -340,7 +340,9 @@ ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_c
          "anomaly_detection_dataset",
          "transfer_learning", "padim", "patchcore", "clip_zero_shot", "resnet50_classification", "tabular_mlp",
          "cross_tabulation", "parameter_stats", "tsne", "scatter_plot", "tile_images", "face_evaluation",
-         "grad_cam", "grad_cam_batch", "lime_image", "lime_tabular", "shap_image", "max_min_activation")
+         "grad_cam", "grad_cam_batch", "lime_image", "lime_image_batch", "lime_tabular", "lime_tabular_batch",
+         "shap_image", "shap_image_batch", "shap_tabular", "shap_tabular_batch", "smoothgrad", "smoothgrad_batch",
+         "max_min_activation")
 
 
 def ordered() -> list[Plugin]:

@@ -21,6 +21,7 @@ def overlay_rgba(mask: np.ndarray, alpha: int = 140) -> np.ndarray:
 
 
 DEFECT_COLOUR = (214, 39, 40)  # the anomalous red of the anomaly evaluation's charts
+ANOMALY_COLOURS = ("#1f77b4", "#d62728")  # normal, anomalous: as the anomaly evaluation draws them
 
 
 def defect_overlay_rgba(mask: np.ndarray, alpha: int = 150) -> np.ndarray:

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from nnc_web.datasets.models import Dataset, Upload
-from nnc_web.datasets.palette import palette
+from nnc_web.datasets.palette import ANOMALY_COLOURS, palette
 from nnc_web.datasets.services import counted_unit
 
 
@@ -21,6 +21,8 @@ class DatasetSerializer(serializers.ModelSerializer):
                   "class_counts", "counts_of", "palette", "size_bytes", "created_at"]
 
     def get_palette(self, dataset: Dataset) -> list[str]:
+        if dataset.class_names == ["normal", "anomalous"]:  # as the anomaly evaluation draws them
+            return list(ANOMALY_COLOURS)
         return palette(len(dataset.class_names))
 
     def get_counts_of(self, dataset: Dataset) -> str:

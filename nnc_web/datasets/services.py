@@ -320,12 +320,17 @@ def counted_unit(dataset: Dataset) -> str:
     return "images" if _has_kind(dataset, "image") else "rows"
 
 
+def is_anomaly_dataset(dataset: Dataset) -> bool:
+    """A labelled dataset with masks (the anomaly plugin's test set): its masks mark defects."""
+    return _has_kind(dataset, "label") and _has_kind(dataset, "mask")
+
+
 def mask_overlay(dataset: Dataset, relative: str) -> Path:
     """A mask in colour, made once like thumbnails: a segmentation mask coloured by class
     (transparent where ignored); an anomaly mask (a labelled dataset's 0/1 mask) red on its defect
     pixels only, the rest transparent."""
     source = dataset_file(dataset, relative)
-    defects = _has_kind(dataset, "label")
+    defects = is_anomaly_dataset(dataset)
     suffix = ".defects.png" if defects else ".overlay.png"
     cache = dataset.folder() / ".thumbs" / (source.relative_to(dataset.folder().resolve()).as_posix() + suffix)
     if not cache.exists():

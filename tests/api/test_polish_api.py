@@ -97,6 +97,8 @@ def anomaly_test_set(alice, client_for, tmp_path):
 def test_anomaly_masks_paint_only_their_defect_pixels(anomaly_test_set):
     client, test = anomaly_test_set
     assert test["counts_of"] == "images"  # one label per image, though the dataset has masks
+    assert test["palette"] == ["#1f77b4", "#d62728"]  # normal blue, anomalous red, as the evaluation draws them
+    assert dataset_named(client, "brick_train")["palette"] == test["palette"]
     rows = client.get(f"/api/datasets/{test['id']}/rows/?limit=20").json()["rows"]
     painted = 0
     for row in rows:

@@ -249,3 +249,36 @@ def save_tallies(tallies: dict[int, Tally]) -> None:
             EndpointStats.objects.filter(pk=stats.pk).update(**updates)
         for token_id, used in tally.tokens.items():
             EndpointToken.objects.filter(pk=token_id).update(last_used_at=datetime.fromtimestamp(used, UTC))
+
+
+# -- exports for a serving cluster --------------------------------------------------------------------
+def default_model_name(run) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{run.project.name}_{run.name or run.pk}").strip("_")
+    return name[:64] or f"run{run.pk}"
+
+
+def model_repository(run, name: str | None = None):
+    """The run's model as a Triton / KServe model repository (a zip), made again when the bundle changed."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from nnc_web.engine.atomic import replace_atomically
+    from nnc_web.engine.serving.export import NAME, export_repository, zip_repository
+
+    name = name or default_model_name(run)
+    if not NAME.match(name):
+        raise UserError("a model name has 1 to 64 letters, digits, '_', '-' or '.'")
+    bundle = run.folder() / "model"
+    if problem := servable_problem(run):
+        raise UserError(problem)
+    target = bundle / f"repository-{name}.zip"
+    newest = max((bundle / f).stat().st_mtime for f in ("manifest.json", "weights.safetensors") if (bundle / f).exists())
+    if not target.exists() or target.stat().st_mtime < newest:
+        work = Path(tempfile.mkdtemp(prefix="nnc-repository-"))
+        try:
+            export_repository(bundle, work / "repository", name)
+            replace_atomically(target, lambda path: zip_repository(work / "repository", path))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target

@@ -13,4 +13,5 @@ def api_urls() -> list:
         path("endpoints/<int:endpoint_id>/tokens/", views.EndpointTokenListView.as_view()),
         path("endpoints/<int:endpoint_id>/tokens/<int:token_id>/", views.EndpointTokenDetailView.as_view()),
         path("endpoints/<int:endpoint_id>/predict/", views.PredictView.as_view()),
+        path("runs/<int:run_id>/model-repository/", views.ModelRepositoryView.as_view()),
     ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nnc_web.api import documented, field_errors
+from nnc_web.projects.selectors import run_of
 from nnc_web.selectors import get_or_404
 from nnc_web.serving import selectors, services, throttle
 from nnc_web.serving.authentication import EndpointTokenAuthentication
@@ -154,3 +155,15 @@ class PredictView(APIView):
             code, body, instances = services.call_endpoint(endpoint, raw)
         services.record_call(endpoint, code, started, instances, request.auth)
         return HttpResponse(body, status=code, content_type="application/json")
+
+
+@documented("run_model_repository")
+class ModelRepositoryView(APIView):
+    """`?name=<model name>`: the run's model as a model repository for NVIDIA Triton / KServe (a zip of
+    `<name>/1/model.onnx`, `<name>/config.pbtxt`, `<name>/labels.txt` and a README)."""
+
+    def get(self, request: Request, run_id: int) -> FileResponse:
+        run = run_of(request.user, run_id)
+        path = services.model_repository(run, request.query_params.get("name") or None)
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name.removeprefix("repository-"),
+                            content_type="application/zip")

@@ -138,7 +138,8 @@ def endpoint_urls(t: dict) -> list[tuple[str, str]]:
     return [("get", f"/api/endpoints/{e}/"), ("patch", f"/api/endpoints/{e}/"), ("delete", f"/api/endpoints/{e}/"),
             ("post", f"/api/endpoints/{e}/start/"), ("post", f"/api/endpoints/{e}/stop/"),
             ("get", f"/api/endpoints/{e}/tokens/"), ("post", f"/api/endpoints/{e}/tokens/"),
-            ("delete", f"/api/endpoints/{e}/tokens/{t['token']}/"), ("post", f"/api/endpoints/{e}/predict/")]
+            ("delete", f"/api/endpoints/{e}/tokens/{t['token']}/"), ("post", f"/api/endpoints/{e}/predict/"),
+            ("get", f"/api/runs/{t['run']}/model-repository/")]
 
 
 def test_other_user_can_neither_read_call_nor_change_an_endpoint(alices_endpoint, bob, client_for):

@@ -287,3 +287,23 @@ def test_the_schema_documents_the_calls(alice, client_for):
     for path in ("/api/endpoints/", "/api/endpoints/{endpoint_id}/", "/api/endpoints/{endpoint_id}/tokens/",
                  "/api/endpoints/{endpoint_id}/start/", "/api/endpoints/{endpoint_id}/stop/"):
         assert path in schema["paths"], path
+
+
+def test_a_run_downloads_as_a_triton_model_repository(alice, client_for, served_run):
+    import zipfile
+
+    client = client_for(alice)
+    run = served_run(alice)
+    response = client.get(f"/api/runs/{run.pk}/model-repository/?name=birds")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert 'filename="birds.zip"' in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert sorted(archive.namelist()) == ["README.md", "birds/1/model.onnx", "birds/config.pbtxt", "birds/labels.txt"]
+    assert archive.read("birds/labels.txt").decode().splitlines() == ["cat", "dog", "owl"]
+    assert 'name: "birds"' in archive.read("birds/config.pbtxt").decode()
+    default = client.get(f"/api/runs/{run.pk}/model-repository/")
+    assert default.status_code == 200 and 'filename="p_run_1.zip"' in default["Content-Disposition"]
+    bad = client.get(f"/api/runs/{run.pk}/model-repository/?name=a b")
+    assert bad.status_code == 400 and "model name" in bad.json()["detail"]
+    untrained = Run.objects.create(project=run.project, plugin_id="transfer_learning", name="run 2")
+    assert client.get(f"/api/runs/{untrained.pk}/model-repository/").status_code == 400

@@ -340,3 +340,80 @@ def test_unknown_architectures_are_refused_clearly(tmp_path):
         load_predictor(tmp_path)
     with pytest.raises(UserError, match="no trained model"):
         load_predictor(tmp_path / "missing")
+
+
+def parse_config(text: str) -> dict:
+    """The fields of a config.pbtxt this export writes (names, dims, batching)."""
+    import re
+
+    def dims(block: str) -> list[int]:
+        return [int(d) for d in re.search(r"dims: \[([^\]]*)\]", block).group(1).split(",")]
+
+    inputs, outputs = re.search(r"input \[(.*?)\n\]", text, re.S).group(1), re.search(r"output \[(.*?)\n\]", text, re.S).group(1)
+    return {"name": re.search(r'^name: "([^"]+)"', text, re.M).group(1),
+            "platform": re.search(r'platform: "([^"]+)"', text).group(1),
+            "max_batch_size": int(re.search(r"max_batch_size: (\d+)", text).group(1)),
+            "input": (re.search(r'name: "([^"]+)"', inputs).group(1), dims(inputs)),
+            "output": (re.search(r'name: "([^"]+)"', outputs).group(1), dims(outputs)),
+            "dynamic_batching": "dynamic_batching" in text, "labels": "label_filename" in outputs}
+
+
+def onnx_signature(path: Path) -> dict:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+
+    def shape(value) -> list:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    return {"input": (graph.input[0].name, shape(graph.input[0])), "output": (graph.output[0].name, shape(graph.output[0]))}
+
+
+def test_triton_repository_of_a_classifier_matches_the_bundle(classifier, torch_classifier, tmp_path):
+    import onnxruntime
+    from torchvision.transforms import v2
+
+    from nnc_web.engine.serving.export import export_repository
+
+    export_repository(classifier["bundle"], tmp_path, "digits")
+    config = parse_config((tmp_path / "digits" / "config.pbtxt").read_text())
+    signature = onnx_signature(tmp_path / "digits" / "1" / "model.onnx")
+    assert config["name"] == "digits" and config["platform"] == "onnxruntime_onnx" and config["dynamic_batching"]
+    assert config["input"] == (signature["input"][0], signature["input"][1][1:]) == ("image", [3, SIZE, SIZE])
+    assert config["output"] == (signature["output"][0], signature["output"][1][1:]) == ("probabilities", [3])
+    assert isinstance(signature["input"][1][0], str) and config["max_batch_size"] >= 8  # a dynamic batch axis
+    assert (tmp_path / "digits" / "labels.txt").read_text().splitlines() == classifier["valid"].class_names
+    assert config["labels"] and "[0, 1]" in (tmp_path / "README.md").read_text()
+    # A client's preprocessing, as the README says: resize, scale to [0, 1]; the graph normalises.
+    pixels = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize((SIZE, SIZE), antialias=True)])
+    batch = torch.stack([pixels(Image.open(p).convert("RGB")) for p in classifier["valid"].images]).numpy()
+    session = onnxruntime.InferenceSession(str(tmp_path / "digits" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    probabilities = session.run(["probabilities"], {"image": batch})[0]
+    np.testing.assert_allclose(probabilities, classifier["scores"], atol=1e-5)
+
+
+def test_triton_repository_of_a_tabular_model_and_no_repository_for_anomaly_models(tabular_runs, anomaly_run, tmp_path):
+    import onnxruntime
+
+    from nnc_web.engine.errors import UserError
+    from nnc_web.engine.serving.export import export_repository
+
+    for task, output in (("classification", "probabilities"), ("regression", "value")):
+        run = tabular_runs[task]
+        export_repository(run["folder"] / "model", tmp_path / task, "wine")
+        config = parse_config((tmp_path / task / "wine" / "config.pbtxt").read_text())
+        signature = onnx_signature(tmp_path / task / "wine" / "1" / "model.onnx")
+        inputs = run["data"].x.shape[1]
+        assert config["input"] == (signature["input"][0], signature["input"][1][1:]) == ("features", [inputs])
+        width = len(run["data"].class_names) if task == "classification" else 1
+        assert config["output"] == (signature["output"][0], signature["output"][1][1:]) == (output, [width])
+        assert config["labels"] == (task == "classification")
+        session = onnxruntime.InferenceSession(str(tmp_path / task / "wine" / "1" / "model.onnx"),
+                                               providers=["CPUExecutionProvider"])
+        got = session.run(None, {"features": run["data"].x})[0]
+        np.testing.assert_allclose(got, output_scores(run["folder"] / "output_result.csv",
+                                                      "y'__" if task == "classification" else "y'"), atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="does not export"):
+        export_repository(anomaly_run["bundle"], tmp_path / "anomaly", "brick")
+    with pytest.raises(UserError, match="model name"):
+        export_repository(tabular_runs["regression"]["folder"] / "model", tmp_path / "bad", "no spaces/here")

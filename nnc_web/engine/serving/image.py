@@ -25,16 +25,20 @@ MAX_BATCH = 32
 class ImageClassifierPredictor(Predictor):
     """`model` maps normalised (N, 3, S, S) images to class logits (or probabilities, with
     `outputs="probabilities"`); `transform` maps an RGB PIL image to its (3, S, S) input exactly as
-    the run's evaluation did."""
+    the run's evaluation did; `normalization` ({"mean", "std"}) when the transform ends with it."""
 
     inputs = "image"
 
     def __init__(self, model: nn.Module, transform: Callable[[Image.Image], torch.Tensor], class_names: list[str],
                  device: torch.device, input_size: int, architecture: str = "", outputs: str = "logits",
-                 runtime: str = "auto", onnx_dir: Path | None = None, key: str = "") -> None:
+                 runtime: str = "auto", onnx_dir: Path | None = None, key: str = "",
+                 normalization: dict | None = None) -> None:
         self.architecture = architecture
-        self.transform, self.device, self.input_size = transform, device, input_size
+        self.model, self.transform, self.device, self.input_size = model, transform, device, input_size
         self.outputs = outputs
+        # {"mean", "std"} when `transform` ends with this normalisation: an exported model repository then
+        # takes [0, 1] pixels and normalises inside the graph (see export.py)
+        self.normalization = normalization
         example = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
         choice = choose_runtime(model.eval(), example, device, runtime, onnx_dir, key)
         self.run, self.runtime, self.runtime_report = choice.runner, choice.name, choice.report
@@ -75,7 +79,7 @@ def _transfer_classifier(folder: Path, manifest: dict, device: torch.device, run
     size = int(manifest["input_size"])
     return ImageClassifierPredictor(model, transforms_for(manifest["backbone"], size, []), manifest["class_names"],
                                     device, size, "transfer_classifier", runtime=runtime, onnx_dir=onnx_dir,
-                                    key=bundle_key(folder))
+                                    key=bundle_key(folder), normalization=manifest["normalization"])
 
 
 def bundle_key(folder: Path) -> str:

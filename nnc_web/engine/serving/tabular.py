@@ -96,7 +96,7 @@ class TabularPredictor(Predictor):
 
     def __init__(self, model, manifest: dict, device: torch.device, runtime: str, onnx_dir: Path | None,
                  key: str) -> None:
-        self.manifest = manifest
+        self.model, self.manifest = model, manifest
         self.class_names = list(manifest.get("class_names") or [])
         example = torch.randn(1, int(manifest["inputs"]), generator=torch.Generator().manual_seed(0))
         choice = choose_runtime(model, example, device, runtime, onnx_dir, key)

@@ -110,8 +110,8 @@ def test_config_fields_are_exactly_what_each_plugin_reads(project, recorded, ali
                                              "valid_dataset": brick["brick_test"]}, format="json").json()["id"]
     runs["padim"] = start(client, anomaly, "padim", params={"input_size": 64, "gaussian": "single"})
     (tmp_path / "tabular").mkdir()
-    runs["tabular_mlp"] = start(client, tabular_project(client, tmp_path / "tabular", "species", "classification"),
-                                "tabular_mlp")
+    tabular = tabular_project(client, tmp_path / "tabular", "species", "classification")
+    runs["tabular_mlp"] = start(client, tabular, "tabular_mlp", config={"max_epoch": 3})
     for plugin_id, run in runs.items():
         run_job(run["job"])
         assert Job.objects.get(pk=run["job"]).state == "succeeded", (plugin_id, Job.objects.get(pk=run["job"]).message)

@@ -307,3 +307,35 @@ def test_a_run_downloads_as_a_triton_model_repository(alice, client_for, served_
     assert bad.status_code == 400 and "model name" in bad.json()["detail"]
     untrained = Run.objects.create(project=run.project, plugin_id="transfer_learning", name="run 2")
     assert client.get(f"/api/runs/{untrained.pk}/model-repository/").status_code == 400
+
+
+def test_manage_py_predict_answers_what_the_endpoint_answers(alice, client_for, served_run, tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    client = client_for(alice)
+    run = served_run(alice)
+    endpoint = client.post("/api/endpoints/", {"run": run.pk}, format="json").json()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for number, colour in enumerate([(250, 10, 10), (10, 250, 10), (10, 10, 250)]):
+        Image.new("RGB", (40, 30), colour).save(folder / f"{number}.png")
+    paths = sorted(folder.glob("*.png"))
+    served = predict(client, endpoint["id"], {"instances": [image_instance(p) for p in paths]}).json()["predictions"]
+    call_command("predict", run.pk, str(folder), "--json")
+    answers = json.loads(capsys.readouterr().out)
+    assert [a["input"] for a in answers] == ["0.png", "1.png", "2.png"]
+    for answer, expected in zip(answers, served, strict=True):
+        assert [p["label"] for p in answer["prediction"]] == [p["label"] for p in expected]
+        np.testing.assert_allclose([p["score"] for p in answer["prediction"]], [p["score"] for p in expected], atol=1e-5)
+    (tmp_path / "list.csv").write_text("x:image,y:label;cat;dog;owl\nphotos/1.png,0\nphotos/0.png,1\n")
+    call_command("predict", run.pk, str(tmp_path / "list.csv"), "--top-k", "1")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["photos/1.png", "photos/0.png"]
+    assert lines[0].split("\t")[1] == f"{served[1][0]['label']} {100 * served[1][0]['score']:.1f}%"
+    (folder / "3.png").write_bytes(b"not an image at all")
+    with pytest.raises(CommandError, match="1 of 4 inputs could not be read"):
+        call_command("predict", run.pk, str(folder), "--json")
+    broken = json.loads(capsys.readouterr().out)
+    assert broken[3] == {"input": "3.png", "error": "not an image (JPEG, PNG, BMP, GIF or TIFF)"} and "prediction" in broken[2]
+    with pytest.raises(CommandError, match="no run 999"):
+        call_command("predict", 999, str(folder))

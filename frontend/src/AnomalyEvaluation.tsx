@@ -1,5 +1,8 @@
 import { useEffect, useMemo, useState } from 'react'
 import { api, ApiError } from './api'
+import { FilterButton } from './FilterButton'
+import { parseHeader } from './nncHeader'
+import { ResultDialog } from './ResultDialog'
 import type { Run } from './types'
 
 interface AnomalyRow { index: number; image: string; heatmap: string; score: number; label: number | null }
@@ -28,7 +31,11 @@ function counts(scores: number[], labels: number[] | null, threshold: number) {
   return { tp, fp, fn, tn, flagged, precision, recall, f1 }
 }
 
-// Score histogram per label (SVG bars) with the threshold as a vertical line.
+const datasetFile = (dataset: number, cell: string) =>
+  `/api/datasets/${dataset}/files/${cell.replace(/^\.\//, '').split('/').map(encodeURIComponent).join('/')}`
+
+// Images per anomaly score, per label (SVG bars of heights proportional to their counts) with the
+// threshold as a vertical line.
 function ScoreHistogram({ histogram, threshold }: { histogram: { edges: number[]; counts: Record<string, number[]> }; threshold: number }) {
   const { edges } = histogram
   const series = Object.entries(histogram.counts)
@@ -46,6 +53,8 @@ function ScoreHistogram({ histogram, threshold }: { histogram: { edges: number[]
         </rect>)))}
       <line x1={x(threshold)} x2={x(threshold)} y1={-4} y2={height} stroke="#000" strokeWidth={2} strokeDasharray="4 2" />
       <line x1={0} x2={width} y1={height} y2={height} stroke="#999" />
+      <text x={width - 2} y={8} fontSize={11} fill="#6b7585" textAnchor="end" data-testid="score-histogram-top">
+        tallest bar: {top} {top === 1 ? 'image' : 'images'}</text>
       <text x={0} y={height + 16} fontSize={11}>{lo.toFixed(3)}</text>
       <text x={width} y={height + 16} fontSize={11} textAnchor="end">{hi.toFixed(3)}</text>
     </svg>
@@ -61,6 +70,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
   const [start, setStart] = useState(0)
   const [filter, setFilter] = useState<'all' | 'flagged' | 'passed'>('all')
   const [message, setMessage] = useState('')
+  const [opened, setOpened] = useState<number | null>(null)  // the position in page.rows of the image opened larger
   const [low, high] = m.score_range as [number, number]
 
   useEffect(() => {
@@ -73,6 +83,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
     // The rows only depend on the threshold when they are filtered by it.
   }, [run.id, start, filter, filter === 'all' ? 0 : threshold])
 
+  useEffect(() => setOpened(null), [start])  // another page: the opened position means another image
   const live = useMemo(() => all && counts(all.scores, all.labels, threshold), [all, threshold])
   const pct = (v: number | null | undefined) => (v == null ? '–' : `${(100 * v).toFixed(1)}%`)
   const save = async () => {
@@ -82,7 +93,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
     } catch (e) { setMessage((e as ApiError).message) }
   }
   const fileUrl = (relative: string) => `/api/runs/${run.id}/files/${relative}`
-  const choose = (f: typeof filter) => { setStart(0); setFilter(f) }
+  const choose = (f: typeof filter) => { setStart(0); setFilter(f); setOpened(null) }
 
   return (
     <div className="card" data-testid="anomaly-evaluation">
@@ -94,7 +105,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
           <td data-testid="pixel-auroc">{pct(m.pixel_auroc)}</td>
           <td title={m.threshold_method}>{suggested.toFixed(4)}</td></tr></tbody>
       </table>
-      <h4>Scores per label <span className="muted">(blue normal, red anomalous; dashed line: threshold)</span></h4>
+      <h4>Images per anomaly score <span className="muted">(blue normal, red anomalous; dashed line: threshold)</span></h4>
       <ScoreHistogram histogram={m.histogram} threshold={threshold} />
       <div className="threshold-bar">
         <label>Threshold <input type="range" min={low} max={high} step={(high - low) / 1000 || 0.001} value={threshold}
@@ -112,30 +123,79 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
         </p>
       )}
       <div className="pager">
-        <button className="secondary" onClick={() => choose('all')}>All (by score)</button>
-        <button className="secondary" onClick={() => choose('flagged')} data-testid="show-flagged">Flagged</button>
-        <button className="secondary" onClick={() => choose('passed')}>Passed</button>
+        <span role="group" aria-label="Show" className="filter-group">
+          <FilterButton active={filter === 'all'} onClick={() => choose('all')} testId="show-all">All (by score)</FilterButton>
+          <FilterButton active={filter === 'flagged'} onClick={() => choose('flagged')} testId="show-flagged"
+            title="score at or above the threshold">Flagged</FilterButton>
+          <FilterButton active={filter === 'passed'} onClick={() => choose('passed')} testId="show-passed"
+            title="score below the threshold">Passed</FilterButton>
+        </span>
         {page && <span data-testid="result-count">{page.total} rows</span>}
         {page && page.start > 0 && <button className="secondary" onClick={() => setStart(Math.max(0, start - PAGE))}>Previous</button>}
         {page?.next != null && <button className="secondary" onClick={() => setStart(page.next!)}>Next</button>}
       </div>
       {page && (
         <div className="result-grid anomaly-grid" data-testid="result-rows">
-          {page.rows.map((r) => {
+          {page.rows.map((r, position) => {
             const flagged = r.score >= threshold
             const verdict = r.label == null ? '' : (r.label === 1) === flagged ? 'ok' : 'wrong'
             return (
               <figure key={r.index} className={`${verdict} ${flagged ? 'flagged' : 'passed'}`} data-row={r.index}>
-                <a href={fileUrl(r.heatmap)} target="_blank" rel="noreferrer">
-                  <img className="heat" src={fileUrl(r.heatmap)} alt={r.image} /></a>
+                <button type="button" className="figure-open" onClick={() => setOpened(position)}
+                  title="Open larger, with its score" aria-label={`Open row ${r.index} larger`}>
+                  <img className="heat" src={fileUrl(r.heatmap)} alt={r.image} /></button>
                 <figcaption>{r.score.toFixed(3)} · {flagged ? 'anomalous' : 'normal'}
                   {r.label != null && <span className="muted"> (label {r.label === 1 ? 'anomalous' : 'normal'})</span>}</figcaption>
               </figure>)
           })}
         </div>
       )}
+      {page && opened !== null && page.rows[opened] && (
+        <AnomalyResultDialog row={page.rows[opened]} dataset={page.dataset} heatmap={fileUrl(page.rows[opened].heatmap)}
+          threshold={threshold} onClose={() => setOpened(null)}
+          onPrevious={opened > 0 ? () => setOpened(opened - 1) : undefined}
+          onNext={opened < page.rows.length - 1 ? () => setOpened(opened + 1) : undefined} />
+      )}
       <h4>Most anomalous images</h4>
       <img className="tile" src={fileUrl('most_anomalous.png')} alt="most anomalous images" data-testid="most-anomalous" />
     </div>
+  )
+}
+
+// One evaluation image larger: its anomaly map, and the image with its ground-truth defect (the
+// dataset's mask, painted on the defect pixels only), with the score against the threshold.
+function AnomalyResultDialog({ row, dataset, heatmap, threshold, onClose, onPrevious, onNext }: {
+  row: AnomalyRow; dataset: number; heatmap: string; threshold: number; onClose: () => void
+  onPrevious?: () => void; onNext?: () => void
+}) {
+  const [mask, setMask] = useState<string | null | undefined>(undefined)  // undefined: still looking
+  useEffect(() => {
+    let live = true
+    setMask(undefined)
+    api<{ header: string[]; rows: { cells: string[] }[] }>(`/api/datasets/${dataset}/rows/?start=${row.index}&limit=1`)
+      .then((p) => {
+        const column = p.header.findIndex((h) => parseHeader(h).name === 'mask')
+        const cell = column >= 0 ? p.rows[0]?.cells[column] : undefined
+        if (live) setMask(cell ? datasetFile(dataset, cell) : null)
+      }).catch(() => { if (live) setMask(null) })
+    return () => { live = false }
+  }, [dataset, row.index])
+  const flagged = row.score >= threshold
+  const label = row.label == null ? null : row.label === 1 ? 'anomalous' : 'normal'
+  const defective = row.label !== 0  // a normal image has no defect to show (its mask is empty)
+  return (
+    <ResultDialog title={`Row ${row.index}: ${row.image}`} onClose={onClose} onPrevious={onPrevious} onNext={onNext}
+      images={[
+        { src: heatmap, caption: 'Anomaly map', testId: 'result-heatmap' },
+        { src: datasetFile(dataset, row.image), overlay: mask && defective ? `${mask}?overlay=1` : undefined, testId: 'result-image',
+          caption: !defective ? 'Image' : mask ? 'Image, ground-truth defect in red' : mask === null ? 'Image (no defect mask)' : 'Image' },
+      ]}>
+      <table className="grid metrics" data-testid="result-scores">
+        <thead><tr><th>anomaly score</th><th>threshold</th><th>verdict</th><th>label</th></tr></thead>
+        <tbody><tr><td data-testid="result-score">{row.score.toFixed(4)}</td><td>{threshold.toFixed(4)}</td>
+          <td>{flagged ? 'anomalous (flagged)' : 'normal (passed)'}</td>
+          <td>{label ?? '—'}{label && <span className="muted"> {(label === 'anomalous') === flagged ? '✓ right' : '✗ wrong'}</span>}</td></tr></tbody>
+      </table>
+    </ResultDialog>
   )
 }

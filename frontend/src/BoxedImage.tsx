@@ -40,20 +40,26 @@ export function MaskedImage({ src, overlay, href, aspect }: { src: string; overl
   )
 }
 
+// Bars proportional to their counts: each bar is a share of one track of the same width in every
+// row (a bar sized against the whole row would be squeezed by the name and count beside it).
 export function ClassHistogram({ names, counts, unit, palette }: {
   names: string[]; counts: number[]; unit: string; palette: string[]
 }) {
   const colourOf = (cls: number) => colourIn(palette, cls)
   if (!names.length || !counts.length) return null
   const top = Math.max(1, ...counts)
+  const total = counts.reduce((sum, c) => sum + (c ?? 0), 0)
   return (
     <div className="card histogram" data-testid="class-histogram">
-      <strong>{unit} per class</strong>
+      <strong>{unit} per class</strong> <span className="muted">({total.toLocaleString()} in all)</span>
       {names.map((name, i) => (
         <div className="hist-row" key={name + i}>
-          <span className="hist-name">{name}</span>
-          <span className="hist-bar" style={{ width: `${(100 * (counts[i] ?? 0)) / top}%`, background: colourOf(i) }} />
-          <span className="hist-count">{counts[i] ?? 0}</span>
+          <span className="hist-name" title={name}>{name}</span>
+          <span className="hist-track">
+            <span className="hist-bar" data-count={counts[i] ?? 0}
+              style={{ width: `${(100 * (counts[i] ?? 0)) / top}%`, background: colourOf(i) }} />
+          </span>
+          <span className="hist-count">{(counts[i] ?? 0).toLocaleString()}</span>
         </div>
       ))}
     </div>

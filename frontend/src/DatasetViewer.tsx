@@ -6,6 +6,7 @@ import type { Dataset } from './types'
 import { parseHeader } from './nncHeader'
 import { BoxedImage, ClassHistogram, MaskedImage, type BoxAnnotation } from './BoxedImage'
 import { EvaluationWorkspace } from './EvaluationWorkspace'
+import { PageError } from './PageError'
 
 interface Page {
   total: number; start: number; header: string[]; rows: { index: number; cells: string[]; boxes?: BoxAnnotation[] }[]
@@ -14,19 +15,34 @@ interface Page {
 
 const PAGE_SIZE = 50
 
+// The histogram's heading: what the server counted per class.
+const UNITS = { images: 'Images', rows: 'Rows', boxes: 'Boxes', pixels: 'Pixels' }
+
+// One view per dataset: going to another dataset starts afresh (never showing this one's rows,
+// whose files are not the other's, while the other loads).
 export function DatasetViewer({ datasetId }: { datasetId: number }) {
+  return <DatasetView key={datasetId} datasetId={datasetId} />
+}
+
+function DatasetView({ datasetId }: { datasetId: number }) {
   const [dataset, setDataset] = useState<Dataset | null>(null)
   const [page, setPage] = useState<Page | null>(null)
   const [start, setStart] = useState(0)
-  const [error, setError] = useState('')
+  const [error, setError] = useState('')  // of an action (delete): shown on the page
+  const [loadError, setLoadError] = useState<unknown>(null)  // the dataset cannot be shown: a page with a way back
   const [analysing, setAnalysing] = useState(false)
 
   useEffect(() => {
-    api<Dataset>(`/api/datasets/${datasetId}/`).then(setDataset).catch((e) => setError((e as ApiError).message))
+    let live = true
+    api<Dataset>(`/api/datasets/${datasetId}/`).then((d) => { if (live) setDataset(d) })
+      .catch((e) => { if (live) setLoadError(e) })
+    return () => { live = false }
   }, [datasetId])
   useEffect(() => {
-    api<Page>(`/api/datasets/${datasetId}/rows/?start=${start}&limit=${PAGE_SIZE}`).then(setPage)
-      .catch((e) => setError((e as ApiError).message))
+    let live = true
+    api<Page>(`/api/datasets/${datasetId}/rows/?start=${start}&limit=${PAGE_SIZE}`).then((p) => { if (live) setPage(p) })
+      .catch((e) => { if (live) setLoadError(e) })
+    return () => { live = false }
   }, [datasetId, start])
 
   const remove = async () => {
@@ -39,7 +55,7 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
     }
   }
 
-  if (error) return <div className="page"><p><a href="#/datasets">← Datasets</a></p><div className="error" role="alert">{error}</div></div>
+  if (loadError) return <PageError error={loadError} back="#/datasets" backLabel="Datasets" />
   if (!dataset || !page) return <div className="page">Loading…</div>
   const columns = page.header.map(parseHeader)
   const fileUrl = (cell: string, thumb: boolean) =>
@@ -84,11 +100,11 @@ export function DatasetViewer({ datasetId }: { datasetId: number }) {
         <a className="button" href={`/api/datasets/${datasetId}/download/`}>Download zip</a>
         <button className="danger" onClick={remove}>Delete</button>
       </div>
+      {error && <div className="error" role="alert">{error}</div>}
       <p className="muted">{dataset.rows} rows · {shapes(dataset)} · {formatBytes(dataset.size_bytes)} · created {formatDate(dataset.created_at)}
         {dataset.class_names.length > 0 && <> · classes: {dataset.class_names.join(', ')}</>}</p>
       <ClassHistogram names={dataset.class_names} counts={dataset.class_counts} palette={dataset.palette}
-        unit={dataset.columns.some((c) => c.kind === 'boxes') ? 'Boxes'
-          : dataset.columns.some((c) => c.kind === 'mask') ? 'Pixels' : 'Rows'} />
+        unit={UNITS[dataset.counts_of ?? 'rows']} />
       <section className="card analyse" aria-label="Analyse">
         <div className="page-head">
           <h3>Analyse</h3>

@@ -1,6 +1,8 @@
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError, formatBytes, uploadFile } from './api'
 import { FieldError } from './FieldError'
+import { FieldLabel, isEmpty } from './FieldLabel'
+import { ModelSelect } from './ModelSelect'
 import { ServerPicker } from './ServerPicker'
 import type { CsvInfo, Dataset, Job, Param, Plugin, TablePage } from './types'
 import { isRunBase, tableUrl } from './workspace'
@@ -143,6 +145,7 @@ export function ParamInput({ param, value, onChange, datasets, choices = {} }: {
       </select>
     )
   }
+  if (param.type === 'model') return <ModelSelect id={id} param={param} value={value} onChange={onChange} />
   if (param.choices) {
     return (
       <select id={id} name={param.name} value={String(value)} onChange={(e) => {
@@ -154,11 +157,14 @@ export function ParamInput({ param, value, onChange, datasets, choices = {} }: {
     )
   }
   if (param.type === 'int' || param.type === 'float') {
+    // Emptied, a field with a default takes it: the placeholder says which.
     return <input type="number" id={id} name={param.name} value={String(value ?? '')} min={param.min ?? undefined}
       max={param.max ?? undefined} step={param.type === 'int' ? 1 : 'any'}
+      placeholder={param.default != null && !param.required ? `default ${String(param.default)}` : undefined}
       onChange={(e) => onChange(e.target.value === '' ? '' : Number(e.target.value))} />
   }
-  return <input type="text" id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)} />
+  return <input type="text" id={id} name={param.name} value={String(value ?? '')} onChange={(e) => onChange(e.target.value)}
+    placeholder={param.default != null && param.default !== '' && !param.required ? `default ${String(param.default)}` : undefined} />
 }
 
 // The variables of one CSV: all of them, and those of its image columns.
@@ -269,6 +275,16 @@ function resetInvalid(plugin: Plugin, values: Record<string, unknown>, csvs: Csv
   return next
 }
 
+// Required fields left empty, in the server's words, before a round trip (the server would put a
+// default in an emptied field; the form says it was left empty instead).
+function requiredErrors(plugin: Plugin, values: Record<string, unknown>): Record<string, string[]> {
+  const errors: Record<string, string[]> = {}
+  for (const p of plugin.params) {
+    if (p.required && isEmpty(values[p.name])) errors[p.name] = ['this field is required']
+  }
+  return errors
+}
+
 // Variable values not among the CSV's variables (a check before sending: never a value not listed).
 function variableErrors(plugin: Plugin, values: Record<string, unknown>, variables: LoadedVariables | null,
                         extras: boolean): Record<string, string[]> {
@@ -318,11 +334,21 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
     input?.focus()
   }, [error, plugin])
 
+  // A field's error goes once the field is changed (the rest stay until the next Run).
+  const clearFieldError = (name: string) => setError((prev) => {
+    if (!prev?.errors?.[name]) return prev
+    const errors = { ...prev.errors }
+    delete errors[name]
+    return Object.keys(errors).length ? new ApiError(prev.status, prev.message, errors) : null
+  })
+
   const submit = async (event: React.FormEvent) => {
     event.preventDefault()
-    const invalid = variableErrors(plugin, values, variables, extras)
+    const missing = requiredErrors(plugin, values)
+    const invalid = { ...variableErrors(plugin, values, variables, extras), ...missing }
     if (Object.keys(invalid).length) {
-      setError(new ApiError(400, 'Some variables are not in the chosen CSV.', invalid))
+      setError(new ApiError(400, Object.keys(missing).length ? 'Fill in the required fields.'
+        : 'Some variables are not in the chosen CSV.', invalid))
       return
     }
     setBusy(true)
@@ -348,9 +374,9 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
       <p className="hint">{plugin.description}</p>
       {plugin.params.map((p) => (
         <div className="field" key={p.name}>
-          <label htmlFor={`param-${p.name}`} className="name">{p.name}{p.required ? ' *' : ''}</label>
+          <FieldLabel param={p} htmlFor={`param-${p.name}`} />
           <ParamInput param={p} value={values[p.name]} datasets={datasets} choices={choices}
-            onChange={(v) => setValues((prev) => ({ ...prev, [p.name]: v }))} />
+            onChange={(v) => { setValues((prev) => ({ ...prev, [p.name]: v })); clearFieldError(p.name) }} />
           {p.help && <div className="hint">{p.help}</div>}
           <FieldError error={error} field={p.name} />
         </div>

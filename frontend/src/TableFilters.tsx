@@ -7,8 +7,10 @@ export function TableFilters({ page, filter, threshold, onFilter, onThreshold }:
   onFilter: (filter: TableFilter) => void; onThreshold: (text: string) => void
 }) {
   const classes = page.classes ?? []
+  // A filter in use is drawn highlighted, so the rows can be read against what chose them.
+  const labelClass = (on: boolean) => (on ? 'inline-label filter-on' : 'inline-label')
   const classSelect = (key: 'actual' | 'predicted', label: string) => (
-    <label className="inline-label">{label}
+    <label className={labelClass(filter[key] !== undefined)}>{label}
       <select value={filter[key] === undefined ? '' : String(filter[key])} data-testid={`filter-${key}`}
         onChange={(e) => onFilter({ ...filter, [key]: e.target.value === '' ? undefined : Number(e.target.value) })}>
         <option value="">any</option>
@@ -21,14 +23,14 @@ export function TableFilters({ page, filter, threshold, onFilter, onThreshold }:
   return (
     <div className="pager table-filters" role="group" aria-label="Filters">
       {page.filters.classification && <>
-        <label className="inline-label">
+        <label className={labelClass(Boolean(filter.misclassified))}>
           <input type="checkbox" checked={Boolean(filter.misclassified)} data-testid="filter-misclassified"
             onChange={(e) => onFilter({ ...filter, misclassified: e.target.checked || undefined })} />
           Misclassified only</label>
         {classes.length > 0 && <>{classSelect('actual', 'Actual')}{classSelect('predicted', 'Predicted')}</>}
       </>}
       {page.filters.anomaly && <>
-        <label className="inline-label">Rows
+        <label className={labelClass(filter.flagged !== undefined)}>Rows
           <select value={filter.flagged === undefined ? '' : filter.flagged ? 'flagged' : 'passed'} data-testid="filter-flagged"
             onChange={(e) => onFilter({ ...filter, flagged: e.target.value === '' ? undefined : e.target.value === 'flagged' })}>
             <option value="">all</option>

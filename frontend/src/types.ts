@@ -5,12 +5,14 @@ export interface Column { name: string; label: string | null; kind: string; shap
 export interface Dataset {
   id: number; name: string; plugin_id: string; job: number | null; csv_name: string; rows: number
   columns: Column[]; class_names: string[]; class_counts: number[]; palette: string[]; size_bytes: number; created_at: string
+  counts_of?: 'images' | 'rows' | 'boxes' | 'pixels'  // what class_counts counts
 }
 
 export interface Param {
   name: string; type: string; default: unknown; required: boolean; help: string
   choices: (string | number)[] | null; min: number | null; max: number | null
   multiple?: boolean; extras?: string[]  // variable parameters: a comma-separated list; computed variables
+  label?: string  // the words a form shows (the name is then a hint)
 }
 
 export type PluginGroup = 'Utils' | 'Visualization' | 'Fairness' | 'XAI'

@@ -1,0 +1,53 @@
+import { useEffect, useState } from 'react'
+import { api } from './api'
+import type { Param, User } from './types'
+
+interface ModelInfo { id: string; title: string; available: boolean }
+
+// The model store and who is asking, fetched once per page load: every backbone choice shares them.
+let models: Promise<ModelInfo[]> | null = null
+let staff: Promise<boolean> | null = null
+const loadModels = () => (models ??= api<{ results: ModelInfo[] }>('/api/models/').then((r) => r.results))
+const loadStaff = () => (staff ??= api<{ user?: User }>('/api/auth/me/').then((r) => Boolean(r.user?.is_staff)))
+
+// A backbone of the model store: models whose weights are not on this server are marked; chosen,
+// staff see the command that imports them, others whom to ask.
+export function ModelSelect({ id, param, value, onChange }: {
+  id: string; param: Param; value: unknown; onChange: (v: string) => void
+}) {
+  const [known, setKnown] = useState<ModelInfo[] | null>(null)
+  const [isStaff, setStaff] = useState(false)
+  const [error, setError] = useState('')
+
+  useEffect(() => {
+    let live = true
+    loadModels().then((r) => { if (live) setKnown(r) }).catch((e) => { if (live) setError((e as Error).message) })
+    loadStaff().then((s) => { if (live) setStaff(s) }).catch(() => undefined)
+    return () => { live = false }
+  }, [])
+
+  const current = String(value ?? '')
+  const info = (choice: string) => known?.find((m) => m.id === choice)
+  const chosen = info(current)
+  return (
+    <>
+      <select id={id} name={param.name} value={current} onChange={(e) => onChange(e.target.value)} data-testid={`model-select-${param.name}`}>
+        {(param.choices ?? []).map((c) => {
+          const model = info(String(c))
+          const missing = model && !model.available
+          return <option key={String(c)} value={String(c)} data-available={model ? String(model.available) : undefined}>
+            {model ? model.title : String(c)}{missing ? ' — no weights on this server' : ''}</option>
+        })}
+      </select>
+      {chosen && !chosen.available && (
+        <div className="warning" role="status" data-testid="missing-weights">
+          The weights of {chosen.title} are not on this server, so a run with it cannot start.
+          {isStaff
+            ? <> Import them (as the server's administrator): <code>python manage.py import_weights {chosen.id} &lt;file&gt;</code></>
+            : <> Ask the administrator to import them, or choose a model without this mark.</>}
+        </div>
+      )}
+      {error && <div className="error" role="alert">Model list: {error}</div>}
+    </>
+  )
+}

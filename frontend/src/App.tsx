@@ -9,6 +9,7 @@ import { JobPage } from './JobPage'
 import { JobsPage } from './JobsPage'
 import { ProjectPage } from './ProjectPage'
 import { RunPage } from './RunPage'
+import { EndpointPage } from './EndpointPage'
 import { navigate, useHashRoute } from './hooks'
 import type { User } from './types'
 
@@ -45,6 +46,7 @@ export default function App() {
   else if (parts[0] === 'jobs') page = <JobsPage />
   else if (parts[0] === 'projects' && parts[1]) page = <ProjectPage projectId={Number(parts[1])} />
   else if (parts[0] === 'runs' && parts[1]) page = <RunPage runId={Number(parts[1])} />
+  else if (parts[0] === 'endpoints') page = <EndpointPage endpointId={parts[1] ? Number(parts[1]) : null} />
   else if (parts[0] === 'projects') page = <ProjectsTab />
   else if (parts[0] === 'account') page = <AccountPage user={user} onChanged={refresh} />
   else page = <DatasetsTab />

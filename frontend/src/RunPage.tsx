@@ -10,6 +10,7 @@ import type { ExternalFilter, Job, JobEvent, Run, TableFilter } from './types'
 import { ClassHistogram } from './BoxedImage'
 import { AnomalyEvaluation } from './AnomalyEvaluation'
 import { EvaluationWorkspace } from './EvaluationWorkspace'
+import { ServeButtons } from './EndpointsList'
 
 interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
@@ -89,7 +90,8 @@ export function RunPage({ runId }: { runId: number }) {
         {run.can_resume && <button onClick={resume}>Resume from checkpoint</button>}
         {evaluated && <>
           {!validGone && <button className="secondary" onClick={evaluate}>Evaluate again</button>}
-          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a></>}
+          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
+          <ServeButtons run={run} /></>}
         {run.metrics.accuracy !== undefined && <>
           <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
           <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}

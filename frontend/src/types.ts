@@ -99,3 +99,22 @@ export interface CellContext { csv: string; row: TableRow | null; column: number
 // A filter for the Output result table from elsewhere on the page (the confusion matrix); a new
 // object applies it again; show switches to the table.
 export interface ExternalFilter { filter: TableFilter; show?: boolean }
+
+// Endpoints (serving): a run's model over REST.
+export interface EndpointColumn { name: string; kind: 'numeric' | 'categorical'; categories?: string[] }
+export interface Endpoint {
+  id: number; name: string; run: number; run_name: string; project: number; project_name: string
+  state: 'running' | 'stopped'; url: string; curl: string
+  max_instances: number; max_body_bytes: number; max_image_pixels: number; rate_per_minute: number
+  model: { available: boolean; problem?: string; architecture?: string; inputs?: 'image' | 'table'
+    task?: 'classification' | 'anomaly' | 'regression'; classes?: string[]; input_size?: number | null
+    columns?: EndpointColumn[]; threshold?: number }
+  stats: { requests: number; errors: number; instances: number; batches: number; batched_instances: number
+    largest_batch: number; latency_ms: { p50: number | null; p95: number | null; p99: number | null }
+    runtime: { runtime?: string; torch_ms?: number; onnxruntime_ms?: number; why?: string }; last_request_at: string | null }
+  tokens: number; created_at: string
+}
+export interface EndpointToken { id: number; name: string; prefix: string; created_at: string; last_used_at: string | null }
+// One instance's answer: ranked labels, an anomaly verdict, or a regressor's number.
+export type Prediction = { label: string; score: number }[] | number
+  | { score: number; anomalous: boolean; threshold: number; heatmap?: string }

@@ -6,6 +6,7 @@ from nnc_web.plugins import (  # noqa: F401
     clip_zero_shot,
     cross_tabulation,
     csv_dataset,
+    detection_training,
     easymaker,
     evaluation,
     face_evaluation,

@@ -1,0 +1,1 @@
+"""Training, evaluation and bundles of the offline object detector (CenterNet on EfficientNet-Lite0)."""

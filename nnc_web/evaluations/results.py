@@ -37,6 +37,26 @@ def anomaly_rows(run: Run, start: int, limit: int, threshold: float | None, flag
     return result
 
 
+def prediction_rows(run: Run, start: int, limit: int) -> dict:
+    """Detection / segmentation rows, worst first (#errors: wrong and missed boxes at the threshold;
+    #pixel_error: the share of wrong pixels): the image and truth cells of the validation dataset, the
+    predicted file under the run's folder (boxes: `class cx cy w h score` lines; masks: a class-id PNG)."""
+    header, rows = read_table(run.folder() / "output_result.csv")
+    names = [parse_header_cell(c).name for c in header]
+    kind = run.metrics["kind"]
+    truth = header.index("#boxes") if "#boxes" in header else names.index("y")
+    predicted = names.index("y'")
+    error = header.index("#errors" if kind == "detection" else "#pixel_error")
+    _, source = read_table(run.valid_dataset.csv_path())  # same order: evaluation keeps the rows' order
+    x = names.index("x")
+    order = sorted(range(len(rows)), key=lambda i: -float(rows[i][error]))
+    page = [{"index": i, "image": source[i][x], "truth": source[i][truth], "error": float(rows[i][error]),
+             "predicted": rows[i][predicted].removeprefix("./")} for i in order[start:start + limit]]
+    return {"total": len(rows), "start": start, "rows": page, "dataset": run.valid_dataset_id, kind: True,
+            "threshold": run.metrics.get("threshold"), "class_names": run.metrics.get("class_names"),
+            "next": start + limit if start + limit < len(rows) else None}
+
+
 def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted: int | None,
                 misclassified: bool, threshold: float | None = None, flagged: bool | None = None) -> dict:
     path = run.folder() / "output_result.csv"
@@ -44,6 +64,8 @@ def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted:
         raise Http404
     if run.metrics.get("kind") == "anomaly":
         return anomaly_rows(run, start, limit, threshold, flagged)
+    if run.metrics.get("kind") in ("detection", "segmentation"):
+        return prediction_rows(run, start, limit)
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)

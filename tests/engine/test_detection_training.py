@@ -19,6 +19,7 @@ from nnc_web.engine.detection_training.bundle import load_detector, save_detecto
 from nnc_web.engine.detection_training.data import affine_boxes, affine_image, load_detection_csv
 from nnc_web.engine.detection_training.evaluation import evaluate_detector
 from nnc_web.engine.detection_training.metrics import coco_precision, detection_metrics
+from nnc_web.engine.detection_training.model import CenterNetDetector
 from nnc_web.engine.detection_training.trainer import DetectionTrainer, predict_boxes, truths_of
 from nnc_web.engine.reporting import ConsoleReporter, JobCancelled, UserError
 from nnc_web.engine.training.trainer import TrainConfig
@@ -87,8 +88,6 @@ def test_the_detector_learns_the_shapes_and_random_weights_do_not(shapes, traine
                               NAMES)["map_50"]
     assert score >= 0.6, reporter.lines[-6:]
     random_model = DetectionTrainer(train, valid, NAMES, config(max_epoch=1), root / "r", reporter)
-    from nnc_web.engine.detection_training.model import CenterNetDetector
-
     untrained = CenterNetDetector(3, pretrained=False).eval()
     assert random_model.size == SIZE
     chance = detection_metrics(predict_boxes(untrained, valid, SIZE, torch.device("cpu"), reporter), truths,
@@ -206,3 +205,24 @@ def test_bad_input_is_a_clear_message(tmp_path, shapes):
         DetectionTrainer(empty, valid, NAMES, config(), tmp_path, ConsoleReporter(tmp_path, quiet=True))
     with pytest.raises(UserError, match="class 2, but the run has 2 class names"):
         DetectionTrainer(train, valid, NAMES[:2], config(), tmp_path, ConsoleReporter(tmp_path, quiet=True))
+
+
+def test_endpoint_answers_easymaker_boxes_in_request_pixels(tmp_path):
+    import base64
+    import io
+
+    from nnc_web.engine.serving.predictor import read_manifest, spec_for
+
+    torch.manual_seed(0)
+    save_detector(tmp_path, CenterNetDetector(2, pretrained=False).eval(), ["cat", "dog"], SIZE, 0.0, {}, {})
+    manifest = read_manifest(tmp_path)
+    spec = spec_for(manifest)
+    predictor = spec.load(tmp_path, manifest, torch.device("cpu"), "torch", None)
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 100), (90, 90, 90)).save(buffer, "PNG")
+    (answer,) = predictor.predict([{"data": base64.b64encode(buffer.getvalue()).decode()}])
+    assert spec.task == "detection" and len(answer) == 100  # threshold 0: every peak
+    label, box = next((k, v) for k, v in answer[0].items() if k != "score")
+    assert label in ("cat", "dog") and set(box) == {"xmin", "ymin", "xmax", "ymax"}
+    assert 0 <= box["xmin"] <= box["xmax"] <= 200 and 0 <= box["ymin"] <= box["ymax"] <= 100
+    assert [a["score"] for a in answer] == sorted((a["score"] for a in answer), reverse=True)

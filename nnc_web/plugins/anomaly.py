@@ -1,12 +1,14 @@
 """Training: PaDiM and PatchCore anomaly detection (NNC's plugins), fitted on normal images only."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 
 from nnc_web.engine.anomaly.bundle import save_anomaly_bundle
 from nnc_web.engine.anomaly.data import load_anomaly_csv
 from nnc_web.engine.anomaly.evaluation import evaluate_anomaly
-from nnc_web.engine.anomaly.features import check_rgb
+from nnc_web.engine.anomaly.features import AUTO, check_rgb, parse_feature_ratio
 from nnc_web.engine.anomaly.padim import GAUSSIAN_MODES, Padim
 from nnc_web.engine.anomaly.patchcore import Patchcore
 from nnc_web.engine.model_store import BACKBONES
@@ -64,10 +66,24 @@ def _input_size_errors(params: dict) -> dict[str, str]:
     return {"input_size": "must be a multiple of 32"} if params["input_size"] % 32 else {}
 
 
+@dataclass(frozen=True)
+class FeatureRatio(Param):
+    """`auto` or a share of the channels: a text field whose value reaches the engine as "auto" or a float."""
+
+    def clean(self, value, user, trusted, workspace=None):
+        try:
+            return parse_feature_ratio(super().clean(value, user, trusted, workspace))
+        except UserError as exc:
+            raise ValueError(str(exc).removeprefix("feature_ratio ")) from None
+
+
 MODEL = Param("model", "model", "efficientnet_lite0", choices=tuple(BACKBONES),
               help="pretrained backbone whose mid-level features are modelled")
-FEATURE_RATIO = Param("feature_ratio", "float", 0.25, min=0.01, max=1.0,
-                      help="share of each layer's channels kept (a fixed random selection, saved with the model)")
+FEATURE_RATIO = FeatureRatio(
+    "feature_ratio", "text", AUTO,
+    help="channels kept: auto = the method's own number (PaDiM: the paper's 100 dimensions; PatchCore: every "
+         "channel, up to 1024), or a share of each layer's channels such as 0.25 (NNC's rule); a fixed random "
+         "selection, saved with the model")
 INPUT_SIZE = Param("input_size", "int", 224, min=64, max=1024,
                    help="images are resized to this square size (a multiple of 32; NNC uses 224)")
 

@@ -65,7 +65,8 @@ def test_padim_run_scores_maps_and_keeps_a_bundle(anomaly_project):
     assert run["state"] == "succeeded"
     metrics = run["metrics"]
     assert metrics["kind"] == "anomaly" and metrics["image_auroc"] >= 0.95 and metrics["pixel_auroc"] >= 0.95
-    assert metrics["settings"]["gaussian"] == "dense" and metrics["settings"]["dim"] == 44
+    assert metrics["settings"]["gaussian"] == "dense" and metrics["settings"]["dim"] == 100
+    assert metrics["settings"]["feature_ratio"] == "auto"
     folder = Run.objects.get(pk=run["id"]).folder()
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["image_auroc"] == metrics["image_auroc"] and saved["threshold"] == metrics["threshold"]
@@ -79,7 +80,8 @@ def test_padim_run_scores_maps_and_keeps_a_bundle(anomaly_project):
     assert manifest["architecture"] == "padim" and manifest["threshold"] == metrics["threshold"]
     log = [e["data"]["line"] for e in client.get(f"/api/jobs/{run['job']}/events/").json()["events"]
            if e["kind"] == "log"]
-    assert any("MB (float64)" in line for line in log) and log[-1] == "worker done"
+    assert "PaDiM: 100 of 176 channels (auto: the paper's 100)" in log and log[-1] == "worker done"
+    assert any("statistics 126.7 MB (float32, accumulated in place" in line for line in log)
     assert client.get(f"/api/runs/{run['id']}/export/?to=onnx").status_code == 400
 
     page = client.get(f"/api/runs/{run['id']}/results/?limit=5").json()
@@ -121,7 +123,13 @@ def test_parameters_are_checked(anomaly_project):
     response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "padim", "params": {
         "gaussian": "1/4", "feature_ratio": 0, "input_size": 200}}, format="json")
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"gaussian", "feature_ratio"}
+    errors = response.json()["errors"]
+    assert set(errors) == {"gaussian", "feature_ratio"}
+    assert errors["feature_ratio"] == ["must be auto or a number above 0 and at most 1"]
+    plugins = {p["id"]: p for p in client.get("/api/plugins/?kind=training").json()["results"]}
+    for plugin in ("padim", "patchcore"):  # the form's default; a number is typed into the same field
+        field = next(p for p in plugins[plugin]["params"] if p["name"] == "feature_ratio")
+        assert field["default"] == "auto" and field["type"] == "text"
     response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "patchcore", "params": {
         "input_size": 200}}, format="json")
     assert response.json()["errors"] == {"input_size": ["must be a multiple of 32"]}
@@ -144,10 +152,16 @@ def test_grey_datasets_fail_with_a_clear_message(alice, client_for, tmp_path, an
     job = run_plugin(client, "image_classification", {"source": source, "channel": 1, "width": 32, "height": 32})
     grey = job.datasets.get().pk
     client.patch(f"/api/projects/{project_id}/", {"train_dataset": grey}, format="json")
-    run = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "padim", "params": {}}, format="json").json()
-    run_job(run["job"])
-    job = Job.objects.get(pk=run["job"])
-    assert job.state == "failed" and "must be 3-channel RGB images" in job.message and "Traceback" not in job.message
+    response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "padim", "params": {}}, format="json")
+    if response.status_code == 400:  # refused when the run is created (the project checks its datasets' fit)
+        message = response.json()["detail"]
+        assert "1-channel images" in message and "3-channel" in message
+    else:  # or by the plugin, which checks every image
+        run_job(response.json()["job"])
+        job = Job.objects.get(pk=response.json()["job"])
+        assert job.state == "failed" and "must be 3-channel RGB images" in job.message
+        message = job.message
+    assert "Traceback" not in message
 
 
 def test_dataset_plugin_explains_a_wrong_layout(alice, client_for, tmp_path):
@@ -173,8 +187,10 @@ def test_output_table_filters_by_the_threshold_and_parameter_stats_read_anomaly_
     from safetensors.numpy import load_file
 
     client, project_id, _ = anomaly_project
-    for plugin, params in (("padim", {"gaussian": "single"}), ("patchcore", {"sample_ratio": 0.02})):
+    for plugin, params in (("padim", {"gaussian": "single", "feature_ratio": "0.5"}),
+                           ("patchcore", {"sample_ratio": 0.02})):
         run = start(client, project_id, plugin, **params)
+        assert run["metrics"]["settings"]["dim"] == (12 + 20 + 56 if plugin == "padim" else 152)  # 0.5 / auto
         base = f"/api/runs/{run['id']}"
         scores = pd.read_csv(Run.objects.get(pk=run["id"]).folder() / "output_result.csv")["y'"].to_numpy()
         page = client.get(f"{base}/table/?limit=50").json()

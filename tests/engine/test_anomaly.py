@@ -1,6 +1,8 @@
 """PaDiM and PatchCore on real textures (scikit-image brick with pasted grass), and their parts."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,10 @@ from nnc_web.engine.anomaly.bundle import load_anomaly_bundle, save_anomaly_bund
 from nnc_web.engine.anomaly.coreset import greedy_coreset, nearest_neighbours
 from nnc_web.engine.anomaly.data import load_anomaly_csv
 from nnc_web.engine.anomaly.evaluation import best_f1_threshold, evaluate_anomaly
-from nnc_web.engine.anomaly.features import check_rgb
+from nnc_web.engine.anomaly.features import check_rgb, feature_shapes, kept_counts, parse_feature_ratio
 from nnc_web.engine.anomaly.padim import Padim
 from nnc_web.engine.anomaly.patchcore import Patchcore
+from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import ConsoleReporter, JobCancelled, UserError
 from tests.sample_data import write_texture_set
 
@@ -49,11 +52,46 @@ def make(method: str, pretrained: bool = True, **kwargs):
 
 @pytest.mark.parametrize("method", ["padim", "patchcore"])
 def test_pretrained_lite0_finds_pasted_texture_and_random_weights_do_clearly_worse(method, textures, reporter):
-    image_auroc, pixel_auroc = aurocs(make(method), textures, reporter)
+    image_auroc, pixel_auroc = aurocs(make(method), textures, reporter)  # feature_ratio auto
     assert image_auroc >= 0.95 and pixel_auroc >= 0.95, (image_auroc, pixel_auroc)
     random_image, random_pixel = aurocs(make(method, pretrained=False), textures, reporter)
     assert random_pixel <= pixel_auroc - 0.05, (random_pixel, pixel_auroc)
     assert random_image + random_pixel <= image_auroc + pixel_auroc - 0.1
+    # auto (PaDiM 100 of 176 channels, PatchCore all 152) scores at least what NNC's 0.25 scored
+    quarter_image, quarter_pixel = aurocs(make(method, feature_ratio=0.25), textures, reporter)
+    assert image_auroc >= quarter_image and pixel_auroc >= quarter_pixel, (image_auroc, pixel_auroc,
+                                                                          quarter_image, quarter_pixel)
+
+
+@pytest.mark.parametrize(("backbone", "padim", "patchcore"), [
+    ("efficientnet_lite0", (100, 176), (152, 152)),
+    ("resnet18", (100, 448), (384, 384)),
+    ("wide_resnet50_2", (100, 1792), (1024, 1536)),
+])
+def test_auto_keeps_the_papers_dimensions_for_each_backbone(backbone, padim, patchcore):
+    """Counted from the architecture on the meta device: no weights needed."""
+    for method, (kept, total) in ((Padim, padim), (Patchcore, patchcore)):
+        layers = get_backbone(backbone).feature_layers[method.layer_slice]
+        channels = [c for c, _, _ in feature_shapes(backbone, layers, 224)]
+        counts = kept_counts(channels, "auto", method.auto_dims)
+        assert sum(channels) == total and sum(counts) == kept
+        # shared in proportion to the layers' widths (within one channel), never more than a layer has
+        assert all(abs(k - kept * c / total) < 1 and 1 <= k <= c for k, c in zip(counts, channels, strict=True))
+    assert feature_shapes(backbone, get_backbone(backbone).feature_layers, 224)[0][1:] == (56, 56)
+
+
+def test_auto_and_ratios_on_a_real_model(reporter, textures):
+    model = make("padim", pretrained=False, gaussian="single")
+    assert model.dim == 100 and model.feature_ratio == "auto"
+    model.fit(textures["train"][:2], reporter)
+    assert "PaDiM: 100 of 176 channels (auto: the paper's 100)" in reporter.lines
+    assert make("padim", pretrained=False, feature_ratio=0.25).dim == 6 + 10 + 28  # NNC's rule per layer
+    assert make("patchcore", pretrained=False).dim == 152
+    assert kept_counts((24, 40), "auto", 100) == [24, 40]  # a narrow backbone: everything it has
+    assert parse_feature_ratio(" Auto ") == "auto" and parse_feature_ratio("0.5") == 0.5
+    for wrong in (0, 1.5, "half", True, None):
+        with pytest.raises(UserError, match="auto or a number above 0 and at most 1"):
+            parse_feature_ratio(wrong)
 
 
 def test_gaussian_modes_give_the_model_sizes_they_promise(textures, reporter):
@@ -70,30 +108,94 @@ def test_gaussian_modes_give_the_model_sizes_they_promise(textures, reporter):
         assert bool((eigenvalues > 0).all())
     assert make("padim").gaussians == 56 * 56  # lite0 at 224: the stride-4 grid
     assert sizes["dense"] == 16 * sizes["1/16"] and sizes["1/16"] == 14 * 14 * sizes["single"]
-    assert "Gaussian(s) of" in "\n".join(reporter.lines) and "MB (float64)" in "\n".join(reporter.lines)
+    log = "\n".join(reporter.lines)
+    assert "Gaussian(s) of" in log and "statistics 126.7 MB (float32, accumulated in place" in log  # 3136 x 100 x 101
 
 
-def test_online_float64_statistics_match_a_direct_computation(textures, reporter):
-    model = make("padim", gaussian="single", feature_ratio=0.1)
-    model.fit(textures["train"][:5], reporter, batch_size=2)  # three uneven batches
+@pytest.mark.parametrize("mode", ["dense", "1/16", "single"])
+def test_float32_running_statistics_match_a_float64_computation(mode, textures, reporter):
+    model = make("padim", gaussian=mode, feature_ratio=0.1)
+    model.fit(textures["train"][:7], reporter, batch_size=3)  # three uneven batches: 3 + 3 + 1
     with torch.no_grad():
-        batch = torch.stack([model.transform(Image.open(p).convert("RGB")) for p in textures["train"][:5]])
-        vectors = model.group(model.embed(batch))[0].double().numpy()
-    covariance = np.cov(vectors, rowvar=False) + 0.01 * np.eye(model.dim)
-    assert np.allclose(model.mean[0].numpy(), vectors.mean(0), atol=1e-4)
-    assert np.allclose(model.cov_inv[0].double().numpy(), np.linalg.inv(covariance), rtol=1e-3, atol=1e-3)
+        batch = torch.stack([model.transform(Image.open(p).convert("RGB")) for p in textures["train"][:7]])
+        vectors = model.group(model.embed(batch)).double()
+    mean = vectors.mean(1)
+    centred = vectors - mean[:, None]
+    covariance = centred.transpose(1, 2) @ centred / (vectors.shape[1] - 1) + 0.01 * torch.eye(model.dim)
+    inverse = torch.linalg.inv(covariance)
+    assert model.mean.dtype == model.cov_inv.dtype == torch.float32
+    assert torch.allclose(model.mean.double(), mean, rtol=1e-5, atol=1e-5)
+    # as close as float32 gets (a direct float32 covariance is 0.7-4e-3 off here: condition numbers ~1e5)
+    error = (model.cov_inv.double() - inverse).abs().amax((1, 2)) / inverse.abs().amax((1, 2))
+    assert float(error.max()) < 2e-3, float(error.max())
+    delta, ours = vectors - mean[:, None], vectors - model.mean.double()[:, None]
+    truth = ((delta @ inverse) * delta).sum(-1).sqrt()
+    distances = ((ours @ model.cov_inv.double()) * ours).sum(-1).sqrt()
+    assert float(((distances - truth).abs() / truth).max()) < 1e-3  # what the maps are made of
+
+
+def test_a_dense_fit_needs_the_models_size_not_a_list_of_embeddings(textures, tmp_path):
+    """In a fresh process, 100 dims, 3136 Gaussians: the float32 statistics are 126.7 MB and are all a
+    fit adds to the backbone's activations; float64 accumulators plus a separate model (the old way)
+    were 383 MB, and anomalib keeps 1.25 MB of embeddings per image until it allocates its
+    covariances and their inverses. Peak anonymous memory (RssAnon sampled every 2 ms; large blocks
+    mmapped, so freed memory leaves the process) during a forward pass of a batch, then during the fit."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import json, threading, time, torch
+from pathlib import Path
+from nnc_web.engine.anomaly.padim import Padim
+from nnc_web.engine.reporting import ConsoleReporter
+
+def anonymous():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon"))
+
+def peak_while(work):
+    peak, done = [anonymous()], threading.Event()
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], anonymous())
+            time.sleep(0.002)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    work()
+    done.set()
+    sampler.join()
+    return max(peak[0], anonymous())
+
+torch.set_num_threads(1)
+paths = [Path(p) for p in {[str(p) for p in textures["train"][:16]]!r}]
+model = Padim("efficientnet_lite0", "dense", pretrained=False)
+forward = peak_while(lambda: model.group(model.embed(next(model.training_batches(paths, 8))[1])))
+fit = peak_while(lambda: model.fit(paths, ConsoleReporter(Path({str(tmp_path)!r}), quiet=True), batch_size=8))
+print(json.dumps({{"growth": fit - forward, "plan": model.memory_plan(batch_size=8)}}))
+"""
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=environment)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["plan"]["statistics"] == 3136 * 100 * 101 * 4
+    assert result["plan"]["statistics"] * 0.9 < result["growth"] < 0.6 * 383e6, result
 
 
 @pytest.mark.parametrize("method", ["padim", "patchcore"])
-def test_scores_are_identical_after_save_and_reload(method, textures, reporter, tmp_path):
-    model = make(method, feature_ratio=0.3, seed=7)
+def test_scores_are_identical_after_save_and_reload(method, textures, reporter, tmp_path, monkeypatch):
+    model = make(method, seed=7, **({"gaussian": "1/16"} if method == "padim" else {}))  # feature_ratio auto
     model.fit(textures["train"][:8], reporter)
     before = model.predict(textures["test"][8:14])
     save_anomaly_bundle(tmp_path / "bundle", model, {"threshold": 1.0})
+
+    def no_new_selection(*args, **kwargs):
+        raise AssertionError("the saved channels must be reused, not chosen again")
+
+    monkeypatch.setattr(anomaly_model, "select_channels", no_new_selection)
     loaded, manifest = load_anomaly_bundle(tmp_path / "bundle")
     after = loaded.predict(textures["test"][8:14])
-    assert manifest["architecture"] == method and manifest["threshold"] == 1.0
-    assert torch.equal(loaded.channels, model.channels)
+    assert manifest["architecture"] == method and manifest["threshold"] == 1.0 and manifest["feature_ratio"] == "auto"
+    assert torch.equal(loaded.channels, model.channels) and loaded.dim == model.dim
     assert np.array_equal(before.scores, after.scores)
     assert all(np.array_equal(a, b) for a, b in zip(before.maps, after.maps, strict=True))
 
@@ -204,5 +306,21 @@ def test_grey_images_are_refused_with_their_names(tmp_path):
 
 def test_a_model_too_big_for_this_machine_is_refused_before_allocating(monkeypatch, textures, reporter):
     monkeypatch.setattr(anomaly_model, "physical_memory", lambda: 1 << 20)
-    with pytest.raises(UserError, match="choose gaussian 1/16 or single"):
+    with pytest.raises(UserError, match="choose gaussian 1/16 \\(16x smaller\\) or single"):
         make("padim").fit(textures["train"][:2], reporter)
+    assert not any("PaDiM dense:" in line for line in reporter.lines)  # refused before the fit began
+
+
+def test_the_refusal_names_the_dimensions_that_would_fit(monkeypatch, textures, reporter):
+    model = make("padim", pretrained=False)
+    budget = sum(model.memory_plan(40).values()) + 1000  # room for 40 of the 100 dimensions
+    monkeypatch.setattr(anomaly_model, "physical_memory", lambda: 2 * budget)
+    with pytest.raises(UserError, match=r"dense, 100 dimensions\) would need .* keep at most 40 dimensions "
+                                        r"\(feature_ratio 0\.22\), or choose gaussian 1/16"):
+        model.fit(textures["train"][:2], reporter)
+    smaller = make("padim", pretrained=False, feature_ratio=0.22)
+    assert smaller.dim <= 40 and sum(smaller.memory_plan().values()) <= budget
+    smaller.fit(textures["train"][:2], reporter)  # the advice is enough
+    with pytest.raises(UserError, match="choose gaussian single"):
+        monkeypatch.setattr(anomaly_model, "physical_memory", lambda: 1 << 16)
+        make("padim", pretrained=False, gaussian="1/16").fit(textures["train"][:2], reporter)

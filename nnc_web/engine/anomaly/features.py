@@ -3,7 +3,8 @@
 Forward hooks collect the model-store layers (strides 4, 8, 16) and stop the forward pass after the
 last one, so the deeper half of the network is never run. The kept channels are a fixed, seeded
 random selection per layer (the PaDiM paper's reduction), saved with the model so that scores are
-reproducible after reloading.
+reproducible after reloading. `feature_ratio` `auto` keeps the method's own number of dimensions
+(PaDiM: the paper's 100, whatever the backbone's width) instead of a share of the channels.
 """
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ class _StopForward(Exception):
 class LayerFeatures(nn.Module):
     """Runs a backbone up to its deepest wanted layer and returns those layers' outputs."""
 
-    def __init__(self, backbone_id: str, layers: Sequence[str], pretrained: bool = True) -> None:
+    def __init__(self, backbone_id: str, layers: Sequence[str], pretrained: bool = True,
+                 body: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone_id = backbone_id
         self.layers = tuple(layers)
-        self.body = load_backbone(backbone_id, pretrained)
+        self.body = load_backbone(backbone_id, pretrained) if body is None else body
         modules = dict(self.body.named_modules())
         missing = [name for name in self.layers if name not in modules]
         if missing:
@@ -58,16 +60,55 @@ class LayerFeatures(nn.Module):
         return [outputs[name] for name in self.layers]
 
 
-def select_channels(channels: Sequence[int], ratio: float, seed: int) -> list[torch.Tensor]:
-    """Per layer, a sorted random subset of max(1, round(C * ratio)) channel indices."""
-    if not 0 < ratio <= 1:
-        raise UserError("feature_ratio must be above 0 and at most 1")
+def feature_shapes(backbone_id: str, layers: Sequence[str], input_size: int) -> list[tuple[int, int, int]]:
+    """(channels, height, width) of each layer at `input_size`, from the architecture alone: built and
+    run on the meta device, so no weights are needed and nothing is computed."""
+    with torch.device("meta"):
+        features = LayerFeatures(backbone_id, layers, body=get_backbone(backbone_id).build().eval())
+        outputs = features(torch.zeros(1, 3, input_size, input_size))
+    return [(int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for f in outputs]
+
+
+AUTO = "auto"
+
+
+def parse_feature_ratio(value: object) -> float | str:
+    """`auto` or a share of the channels in (0, 1] (a number or its text)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        ratio = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ratio = float("nan")
+    if isinstance(value, bool) or not 0 < ratio <= 1:
+        raise UserError("feature_ratio must be auto or a number above 0 and at most 1")
+    return ratio
+
+
+def kept_counts(channels: Sequence[int], ratio: float | str, auto_dims: int | None) -> list[int]:
+    """Channels kept per layer: max(1, round(C * ratio)) for a number (NNC's rule); for `auto`,
+    `auto_dims` in all (never more than the layers have; None: every channel) shared in proportion
+    to the layers' widths by largest remainders, at least one per layer."""
+    ratio = parse_feature_ratio(ratio)
+    if ratio != AUTO:
+        return [max(1, round(count * float(ratio))) for count in channels]
+    total = sum(channels)
+    wanted = total if auto_dims is None else max(len(channels), min(auto_dims, total))
+    shares = [wanted * count / total for count in channels]
+    counts = [max(1, int(share)) for share in shares]
+    while sum(counts) < wanted:  # the largest remainders get the rest
+        counts[max(range(len(counts)), key=lambda i: shares[i] - counts[i])] += 1
+    while sum(counts) > wanted:  # narrow layers rounded up to one: take it back from the widest
+        counts[max((i for i in range(len(counts)) if counts[i] > 1), key=lambda i: counts[i] - shares[i])] -= 1
+    return counts
+
+
+def select_channels(channels: Sequence[int], ratio: float | str, seed: int,
+                    auto_dims: int | None = None) -> list[torch.Tensor]:
+    """Per layer, a sorted random subset of `kept_counts` channel indices."""
     generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    for count in channels:
-        keep = max(1, round(count * ratio))
-        chosen.append(torch.randperm(count, generator=generator)[:keep].sort().values)
-    return chosen
+    return [torch.randperm(count, generator=generator)[:keep].sort().values
+            for count, keep in zip(channels, kept_counts(channels, ratio, auto_dims), strict=True)]
 
 
 def flatten_selection(selection: Sequence[torch.Tensor], channels: Sequence[int]) -> torch.Tensor:

@@ -10,10 +10,13 @@ import numpy as np
 import torch
 
 from nnc_web.engine.anomaly.features import (
+    AUTO,
     LayerFeatures,
+    feature_shapes,
     flatten_selection,
     image_batches,
     image_transform,
+    parse_feature_ratio,
     select_channels,
     split_selection,
 )
@@ -36,38 +39,50 @@ def physical_memory() -> int:
         return 8 << 30
 
 
-def check_memory(needed: int, what: str, advice: str) -> None:
-    """Refuse before allocating when a model would take more than half of this machine's memory."""
+def memory_budget(device: torch.device) -> int:
+    """Half of this machine's memory, and on a GPU at most 90 % of what is free on it now."""
     budget = physical_memory() // 2
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, int(free * 0.9))
+    return budget
+
+
+def check_memory(needed: int, what: str, advice: str, device: torch.device | str = "cpu") -> None:
+    """Refuse before allocating when a model would take more than `memory_budget`."""
+    budget = memory_budget(torch.device(device))
     if needed > budget:
-        raise UserError(f"{what} would need {needed / 2**30:.1f} GiB, over half of this machine's memory "
-                        f"({budget / 2**30:.1f} GiB): {advice}")
+        raise UserError(f"{what} would need {needed / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB this "
+                        f"machine can give it: {advice}")
 
 
 class AnomalyModel:
     """A frozen backbone's mid-level features plus statistics of normal images (set by `fit`)."""
 
     method = ""
+    title = ""
     layer_slice = slice(None)
+    auto_dims: int | None = None  # what feature_ratio `auto` keeps (None: every channel)
+    auto_note = "every channel"  # ... in words, for the log
 
-    def __init__(self, backbone_id: str, input_size: int = 224, feature_ratio: float = 0.25, seed: int = 0,
+    def __init__(self, backbone_id: str, input_size: int = 224, feature_ratio: float | str = AUTO, seed: int = 0,
                  channels: torch.Tensor | None = None, pretrained: bool = True,
                  device: torch.device | str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if input_size % 32 or not 64 <= input_size <= 1024:
             raise UserError("input_size must be a multiple of 32 between 64 and 1024")
         spec = get_backbone(backbone_id)
         self.backbone_id, self.input_size, self.seed = backbone_id, input_size, seed
-        self.feature_ratio = feature_ratio
+        self.feature_ratio = parse_feature_ratio(feature_ratio)
         self.layers = spec.feature_layers[self.layer_slice]
         self.device = torch.device(device)
         self.max_pixels = max_pixels
+        shapes = feature_shapes(backbone_id, self.layers, input_size)
+        self.layer_channels = [channels for channels, _, _ in shapes]
+        self.grids = [(height, width) for _, height, width in shapes]
         self.extractor = LayerFeatures(backbone_id, self.layers, pretrained).to(self.device)
-        probe = self.extractor(torch.zeros(1, 3, input_size, input_size, device=self.device))
-        self.layer_channels = [f.shape[1] for f in probe]
-        self.grids = [tuple(f.shape[2:]) for f in probe]
         if channels is None:
-            channels = flatten_selection(select_channels(self.layer_channels, feature_ratio, seed),
-                                         self.layer_channels)
+            channels = flatten_selection(select_channels(self.layer_channels, self.feature_ratio, seed,
+                                                         self.auto_dims), self.layer_channels)
         self.channels = channels.long().cpu()
         self._selection = [s.to(self.device) for s in split_selection(self.channels, self.layer_channels)]
         self.transform = image_transform(backbone_id, input_size)
@@ -76,6 +91,11 @@ class AnomalyModel:
     @property
     def dim(self) -> int:
         return int(self.channels.numel())
+
+    def channel_line(self) -> str:
+        """`PaDiM: 100 of 176 channels (...)`: what the log says before fitting."""
+        how = f"auto: {self.auto_note}" if self.feature_ratio == AUTO else f"feature_ratio {self.feature_ratio:g}"
+        return f"{self.title}: {self.dim} of {sum(self.layer_channels)} channels ({how})"
 
     def selected_layers(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [f.index_select(1, keep) for f, keep in zip(self.extractor(images.to(self.device)), self._selection,

@@ -7,31 +7,39 @@ whose granularity is `gaussian` (the meanings of NNC's plugin):
   dense   one Gaussian per position of the finest grid (the paper; 56 x 56 = 3136 at 224 px),
   1/16    one per position of the coarsest grid (each over a 4 x 4 block of the finest: 16x fewer),
   single  one for the whole image.
-Means and covariances are accumulated online in float64 (shifted sums, no list of embeddings; each
-batch's products in float32, which is exact enough for centred vectors and twice as fast), the
-covariance is regularised with 0.01 I and inverted batched through Cholesky. The anomaly map is the
+`feature_ratio` `auto` keeps the paper's 100 dimensions (never more than the backbone has). Means and
+scatter matrices are accumulated online in float32 by pairwise (Chan et al.) updates, straight into
+the buffer that becomes the model: no list of embeddings and no second model-sized buffer, so a fit
+needs the model's size plus one batch whatever the number of images. Each covariance is regularised
+with 0.01 I and inverted in float64 (batched Cholesky), chunk by chunk in place. The anomaly map is the
 Mahalanobis distance per position (not divided by D as NNC's dense mode does: AUROC is the same and
 the three modes then share one scale), bilinearly upsampled and blurred; the image score is its max.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from nnc_web.engine.anomaly.model import AnomalyModel, check_memory
+from nnc_web.engine.anomaly.features import kept_counts
+from nnc_web.engine.anomaly.model import AnomalyModel, check_memory, memory_budget
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 
 GAUSSIAN_MODES = ("dense", "1/16", "single")
 EPSILON = 0.01  # the paper's covariance regulariser
-INVERT_CHUNK_ELEMENTS = 1 << 22  # covariance entries inverted at a time (32 MB of float64)
-ACCUMULATE_CHUNK_ELEMENTS = 1 << 22  # covariance entries updated at a time
+INVERT_CHUNK_ELEMENTS = 1 << 21  # covariance entries inverted at a time (16 MB of float64)
+ACCUMULATE_CHUNK_ELEMENTS = 1 << 22  # centred batch vectors per update chunk (16 MB)
+PAPER_DIMS = 100  # the paper's Rd100 (ResNet-18: 100 of 448 channels)
 
 
 class Padim(AnomalyModel):
     method = "padim"
+    title = "PaDiM"
+    auto_dims = PAPER_DIMS
+    auto_note = f"the paper's {PAPER_DIMS}"
 
     def __init__(self, backbone_id: str, gaussian: str = "dense", **kwargs) -> None:
         if gaussian not in GAUSSIAN_MODES:
@@ -84,48 +92,64 @@ class Padim(AnomalyModel):
         blocks = values.reshape(h // k, w // k, batch, k, k).permute(2, 0, 3, 1, 4)
         return blocks.reshape(batch, h, w)
 
-    def memory_plan(self) -> dict[str, int]:
-        g, d = self.gaussians, self.dim
-        return {"accumulators": g * d * (d + 2) * 8, "model": g * d * (d + 1) * 4}
+    def memory_plan(self, dims: int | None = None, batch_size: int = 16) -> dict[str, int]:
+        """Bytes a fit needs at `dims` dimensions: the statistics (accumulated in place into the float32
+        model, so they are the model) and the working memory of one batch and one inversion chunk."""
+        g, d = self.gaussians, dims or self.dim
+        batch = 3 * batch_size * d * self.height * self.width * 4  # embedding, its grouping, centred copy
+        inversion = 3 * min(g, max(1, INVERT_CHUNK_ELEMENTS // (d * d))) * d * d * 8  # float64 temporaries
+        return {"statistics": g * d * (d + 1) * 4, "working": batch + inversion}
+
+    def largest_fitting_dims(self, budget: int, batch_size: int) -> int:
+        """The most dimensions (at most the current ones) whose fit stays within `budget` bytes; 0: none."""
+        low, high = 0, self.dim
+        while low < high:
+            middle = (low + high + 1) // 2
+            if sum(self.memory_plan(middle, batch_size).values()) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def memory_advice(self, batch_size: int) -> str:
+        """What would fit: fewer dimensions (as a feature_ratio too), a coarser gaussian mode."""
+        advice = []
+        dims = self.largest_fitting_dims(memory_budget(self.device), batch_size)
+        ratio = math.floor(dims / sum(self.layer_channels) * 100) / 100
+        while ratio >= 0.01 and sum(kept_counts(self.layer_channels, ratio, None)) > dims:
+            ratio = round(ratio - 0.01, 2)
+        if dims:
+            advice.append(f"keep at most {dims} dimensions" + (f" (feature_ratio {ratio:g})" if ratio >= 0.01 else ""))
+        if self.gaussian == "dense":
+            advice.append("choose gaussian 1/16 (16x smaller) or single")
+        elif self.gaussian == "1/16":
+            advice.append("choose gaussian single")
+        return ", or ".join(advice) or "use a smaller input_size"
 
     def fit(self, paths: Sequence[Path], reporter: Reporter, batch_size: int = 16) -> None:
-        plan = self.memory_plan()
-        check_memory(plan["accumulators"] + plan["model"], f"PaDiM ({self.gaussian}, {self.dim} channels)",
-                     "choose gaussian 1/16 or single, or a smaller feature_ratio")
+        plan = self.memory_plan(batch_size=batch_size)
+        check_memory(sum(plan.values()), f"PaDiM ({self.gaussian}, {self.dim} dimensions)",
+                     self.memory_advice(batch_size), self.device)
+        reporter.log(self.channel_line())
         reporter.log(f"PaDiM {self.gaussian}: {self.gaussians} Gaussian(s) of {self.dim} dimensions over a "
-                     f"{self.height}x{self.width} grid; accumulators {plan['accumulators'] / 1e6:.1f} MB (float64), "
-                     f"model {plan['model'] / 1e6:.1f} MB")
-        shift = total = outer = None
+                     f"{self.height}x{self.width} grid; statistics {plan['statistics'] / 1e6:.1f} MB (float32, "
+                     f"accumulated in place into the model, no embeddings kept) + "
+                     f"{plan['working'] / 1e6:.1f} MB working memory")
+        mean = torch.zeros(self.gaussians, self.dim, device=self.device)
+        scatter = torch.zeros(self.gaussians, self.dim, self.dim, device=self.device)  # becomes cov_inv
         count = 0
         reporter.progress(0, len(paths))
         for start, batch in self.training_batches(paths, batch_size):
             check_stop(reporter)
-            vectors = self.group(self.embed(batch))
-            if shift is None:  # shifted sums keep the covariance exact for features with large means
-                shift = vectors.double().mean(dim=1, keepdim=True)
-                total = torch.zeros_like(shift[:, 0])
-                outer = torch.zeros(vectors.shape[0], vectors.shape[2], vectors.shape[2], dtype=torch.float64,
-                                    device=vectors.device)
-            centred = (vectors - shift.float()).contiguous()
-            total += centred.sum(dim=1, dtype=torch.float64)
-            # One batch's products in float32 (centred, so nothing cancels), summed over batches in
-            # float64; in group chunks, so no batch-sized float64 temporary is ever allocated.
-            step = max(1, ACCUMULATE_CHUNK_ELEMENTS // (self.dim * self.dim))
-            for first in range(0, outer.shape[0], step):
-                part = centred[first:first + step]
-                outer[first:first + step] += torch.bmm(part.transpose(1, 2), part)
-            count += vectors.shape[1]
+            count = merge_batch(mean, scatter, count, self.group(self.embed(batch)))
             reporter.progress(start + len(batch), len(paths))
-        assert shift is not None and total is not None and outer is not None
-        self.mean = (shift[:, 0] + total / count).float().contiguous()
-        self.cov_inv = torch.empty(outer.shape, dtype=torch.float32, device=outer.device)
-        identity = EPSILON * torch.eye(self.dim, dtype=torch.float64, device=outer.device)
+        identity = EPSILON * torch.eye(self.dim, dtype=torch.float64, device=self.device)
         step = max(1, INVERT_CHUNK_ELEMENTS // (self.dim * self.dim))
-        for first in range(0, self.gaussians, step):  # in chunks: peak memory stays accumulators + model
+        for first in range(0, self.gaussians, step):  # in place, in chunks: no second model-sized buffer
             check_stop(reporter)
-            part = slice(first, first + step)
-            block = outer[part] - total[part, :, None] * total[part, None, :] / count
-            self.cov_inv[part] = invert_spd(block / (count - 1) + identity).float()
+            part = scatter[first:first + step]
+            part.copy_(invert_spd(part.double() / (count - 1) + identity))
+        self.mean, self.cov_inv = mean, scatter
         self.fitted = True
         reporter.log(f"fitted {self.gaussians} Gaussian(s) on {count} vectors per Gaussian "
                      f"from {len(paths)} images")
@@ -150,6 +174,26 @@ class Padim(AnomalyModel):
         self.mean = state["mean"].float().to(self.device)
         self.cov_inv = state["cov_inv"].float().to(self.device)
         self.fitted = True
+
+
+def merge_batch(mean: torch.Tensor, scatter: torch.Tensor, count: int, vectors: torch.Tensor) -> int:
+    """Add a batch of vectors (G, M, D) to running means (G, D) and scatter matrices (G, D, D) of
+    `count` vectors each, in place (Chan et al.'s pairwise update): the batch's own centred products
+    plus the outer product of the shift between the two means. Every term is positive
+    semi-definite, so nothing cancels and float32 gives what float64 does. Returns the new count."""
+    m = vectors.shape[1]
+    total = count + m
+    batch_mean = vectors.mean(dim=1)
+    delta = batch_mean - mean
+    step = max(1, ACCUMULATE_CHUNK_ELEMENTS // (m * vectors.shape[2]))
+    for first in range(0, len(scatter), step):  # in group chunks: no batch-sized temporary
+        part = slice(first, first + step)
+        centred = vectors[part] - batch_mean[part, None, :]
+        scatter[part].baddbmm_(centred.transpose(1, 2), centred)
+        if count:
+            scatter[part].baddbmm_(delta[part, :, None], delta[part, None, :], alpha=count * m / total)
+    mean.add_(delta, alpha=m / total)
+    return total
 
 
 def invert_spd(matrices: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 arXiv 2106.08265).
 
 Locally aware patch features: the stride-8 and stride-16 layers each averaged over a 3 x 3
-neighbourhood, the deeper one bilinearly upsampled, concatenated, the kept channels. Every patch of
+neighbourhood, the deeper one bilinearly upsampled, concatenated, the kept channels (`auto`: all of
+them up to the paper's 1024; on the texture benchmark all 152 of Lite0's beat NNC's 0.25). Every patch of
 every normal image goes into one preallocated bank; a greedy k-center coreset of
 `sample_ratio` of it is the memory bank. A patch's score is its distance to the nearest bank item;
 the image score is the paper's re-weighted maximum (num_neighbors = 9, as anomalib).
@@ -20,11 +21,15 @@ from nnc_web.engine.anomaly.model import AnomalyModel, check_memory
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 
 NUM_NEIGHBORS = 9
+PAPER_DIMS = 1024  # the paper's target embedding dimension: at most this many channels with `auto`
 
 
 class Patchcore(AnomalyModel):
     method = "patchcore"
+    title = "PatchCore"
     layer_slice = slice(1, 3)
+    auto_dims = PAPER_DIMS
+    auto_note = f"every channel, up to the paper's {PAPER_DIMS}"
 
     def __init__(self, backbone_id: str, sample_ratio: float = 0.01, **kwargs) -> None:
         if not 0 < sample_ratio <= 1:
@@ -52,7 +57,8 @@ class Patchcore(AnomalyModel):
         total = len(paths) * per_image
         size = max(1, int(total * self.sample_ratio))
         check_memory(total * self.dim * 4 * 2, f"PatchCore's {total} training patches of {self.dim} channels",
-                     "use fewer training images or a smaller feature_ratio")
+                     "use fewer training images or a smaller feature_ratio", self.device)
+        reporter.log(self.channel_line())
         reporter.log(f"PatchCore: {total} patches of {self.dim} dimensions ({total * self.dim * 4 / 1e6:.1f} MB), "
                      f"coreset of {size} ({self.sample_ratio:g})")
         patches = torch.empty(total, self.dim, dtype=torch.float32, device=self.device)

@@ -22,6 +22,7 @@ from nnc_web.serving import services, throttle
 from nnc_web.serving.inline import InlineTransport
 from nnc_web.serving.models import Endpoint, EndpointStats
 from tests.api.helpers import digits_project
+from tests.engine.test_serving import anomaly_run, tabular_runs  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -339,3 +340,43 @@ def test_manage_py_predict_answers_what_the_endpoint_answers(alice, client_for, 
     assert broken[3] == {"input": "3.png", "error": "not an image (JPEG, PNG, BMP, GIF or TIFF)"} and "prediction" in broken[2]
     with pytest.raises(CommandError, match="no run 999"):
         call_command("predict", 999, str(folder))
+
+
+def run_with_bundle(owner, bundle: Path, name: str) -> Run:
+    import shutil
+
+    project = Project.objects.create(owner=owner, name=name)
+    run = Run.objects.create(project=project, plugin_id=name, name="run 1")
+    shutil.copytree(bundle, run.folder() / "model")
+    return run
+
+
+def test_anomaly_and_tabular_endpoints(alice, client_for, anomaly_run, tabular_runs, monkeypatch):  # noqa: F811
+    from nnc_web.engine.serving.cache import ModelCache
+    from nnc_web.engine.serving.predictor import load_predictor
+
+    monkeypatch.setattr(services, "transport", lambda: InlineTransport(cache=ModelCache(
+        lambda folder: load_predictor(folder, "cpu", "torch"))))
+    client = client_for(alice)
+    anomaly = client.post("/api/endpoints/", {"run": run_with_bundle(alice, anomaly_run["bundle"], "padim").pk},
+                          format="json").json()
+    assert anomaly["model"]["task"] == "anomaly" and anomaly["model"]["threshold"] == anomaly_run["threshold"]
+    answer = predict(client, anomaly["id"], {"instances": [image_instance(anomaly_run["images"][-1])],
+                                             "parameters": {"heatmap": True}})
+    (verdict,) = answer.json()["predictions"]
+    assert set(verdict) == {"score", "anomalous", "threshold", "heatmap"} and verdict["threshold"] == anomaly_run["threshold"]
+    assert Image.open(io.BytesIO(base64.b64decode(verdict["heatmap"]))).size == (64, 64)
+
+    wine = tabular_runs["classification"]
+    tabular = client.post("/api/endpoints/", {"run": run_with_bundle(alice, wine["folder"] / "model", "wine").pk},
+                          format="json").json()
+    assert [c["name"] for c in tabular["model"]["columns"]] == ["alcohol", "malic_acid", "color_intensity", "proline",
+                                                                 "cellar"]
+    assert tabular["model"]["columns"][-1]["categories"] == ["east", "north", "south"]
+    row = {"alcohol": 13.2, "malic_acid": "1.8", "color_intensity": 4.1, "proline": 1050, "cellar": "north"}
+    ranked = predict(client, tabular["id"], {"instances": [row]}).json()["predictions"][0]
+    assert sorted(r["label"] for r in ranked) == wine["data"].class_names
+    wrong = predict(client, tabular["id"], {"instances": [row, {**row, "cellar": "attic"}]})
+    assert wrong.status_code == 400 and "instances[1].cellar" in wrong.json()["errors"]
+    heat = predict(client, tabular["id"], {"instances": [row], "parameters": {"heatmap": True}})
+    assert heat.status_code == 400 and "parameters.heatmap" in heat.json()["errors"]

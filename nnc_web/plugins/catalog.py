@@ -17,6 +17,7 @@ from nnc_web.plugins import (  # noqa: F401
     object_detection,
     parameter_stats,
     scatter_plot,
+    segmentation_training,
     shap_image,
     shap_tabular,
     smoothgrad,

@@ -13,7 +13,7 @@ from typing import Any
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.serving.cache import ModelCache
-from nnc_web.engine.serving.instances import Limits, Parameters, RequestError, parse_parameters
+from nnc_web.engine.serving.instances import Limits, RequestError, parse_parameters
 
 log = logging.getLogger("nnc_web.serving")
 
@@ -88,7 +88,8 @@ def _answer_group(bundle: str, group: list[Call], cache: ModelCache, pool: Execu
         for call in group:
             answers[call.id] = _failure(call, 500, f"the model cannot be loaded ({type(exc).__name__})")
         return
-    jobs = []  # (call, parameters, [prepared futures or values])
+    jobs = []  # (call, parameters, its instances' prepared values or exceptions)
+    work = []  # every instance of every call: decoded in parallel across requests, not request by request
     for call in group:
         try:
             parameters = parse_parameters(call.parameters or None)
@@ -96,13 +97,16 @@ def _answer_group(bundle: str, group: list[Call], cache: ModelCache, pool: Execu
         except (RequestError, TypeError) as exc:
             answers[call.id] = _failure(call, 400, str(exc))
             continue
+        jobs.append((call, parameters, []))
+        work.extend((len(jobs) - 1, index, instance, parameters, limits) for index, instance in enumerate(call.instances))
 
-        def prepare(item: tuple[int, dict], parameters: Parameters = parameters, limits: Limits = limits):
-            return predictor.prepare(item[1], f"instances[{item[0]}]", parameters, limits)
+    def prepare(item: tuple) -> Any:
+        _, index, instance, parameters, limits = item
+        return predictor.prepare(instance, f"instances[{index}]", parameters, limits)
 
-        items = list(enumerate(call.instances))
-        jobs.append((call, parameters, list(pool.map(_guarded(prepare), items)) if pool else
-                     [_guarded(prepare)(item) for item in items]))
+    for item, prepared in zip(work, pool.map(_guarded(prepare), work) if pool else map(_guarded(prepare), work),
+                              strict=True):
+        jobs[item[0]][2].append(prepared)
     ready = []
     for call, parameters, prepared in jobs:
         failed = next((p for p in prepared if isinstance(p, BaseException)), None)

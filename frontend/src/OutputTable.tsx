@@ -5,6 +5,7 @@ import { CsvPicker } from './CsvPicker'
 import { ImageDialog } from './ImageDialog'
 import { JobPanel } from './JobPanel'
 import { NameDialog } from './NameDialog'
+import { ScoreBars } from './ResultDialog'
 import { TableFilters } from './TableFilters'
 import { parseHeader } from './nncHeader'
 import type { CellContext, CsvInfo, Plugin, TableFilter, TablePage, TableRow, TableSort } from './types'
@@ -15,7 +16,7 @@ import { classOf, datasetHint, filterFields, groupPlugins, makeDataset as conver
 export interface TableView { csv: string; start: number; sort: TableSort | null; filter: TableFilter; threshold: string }
 
 interface MenuState { x: number; y: number; row: TableRow | null; column: number | null; from: HTMLElement | null }
-type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: string; name: string }
+type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: string; name: string; row: TableRow }
 
 const MENU_KEYS = (event: React.KeyboardEvent) => event.key === 'ContextMenu' || (event.shiftKey && event.key === 'F10')
 
@@ -48,6 +49,16 @@ function predictionsOf(page: TablePage | null): ((row: TableRow) => Prediction |
     const actual = text !== '' && Number.isInteger(Number(text)) ? Number(text) : null
     return { column: best.column, index: best.index, actual, wrong: actual !== null && actual !== best.index }
   }
+}
+
+// A classification result row's scores (`y'__0`, `y'__1`, ...), by class index; null elsewhere.
+function rowScores(page: TablePage | null, row: TableRow): number[] | null {
+  if (!page) return null
+  const columns = page.header.map((h, column) => ({ column, match: parseHeader(h).name.match(/^y'__(\d+)$/) }))
+    .filter((c) => c.match).sort((a, b) => Number(a.match![1]) - Number(b.match![1]))
+  if (columns.length < 2) return null
+  const scores = columns.map((c) => Number(row.cells[c.column]))
+  return scores.every(Number.isFinite) ? scores : null
 }
 
 // NNC's Evaluation table over one CSV of a run or dataset: paginated, sortable, filtered, image
@@ -127,7 +138,7 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
   const hasImages = Boolean(page?.columns.some((c) => c.kind === 'image'))
   const openImage = (row: TableRow, column: number) => {
     const src = row.links[String(column)] ?? row.images[String(column)]
-    if (src) setDialog({ kind: 'image', src, name: row.cells[column] })
+    if (src) setDialog({ kind: 'image', src, name: row.cells[column], row })
   }
 
   const openMenu = (row: TableRow | null, column: number | null, x: number, y: number, from: HTMLElement | null) =>
@@ -320,7 +331,15 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
           initial={withoutCsv(csv)} onSubmit={makeDataset} onClose={() => setDialog(null)}
           hint={datasetHint(csv, viewFields, page)} />
       )}
-      {dialog?.kind === 'image' && <ImageDialog src={dialog.src} name={dialog.name} onClose={() => setDialog(null)} />}
+      {dialog?.kind === 'image' && (() => {
+        const scores = rowScores(page, dialog.row)
+        const actual = predicted?.(dialog.row)?.actual ?? undefined
+        return (
+          <ImageDialog src={dialog.src} name={dialog.name} onClose={() => setDialog(null)}>
+            {scores && <ScoreBars names={scores.map((_, i) => page?.classes?.[i] ?? String(i))} scores={scores} actual={actual} />}
+          </ImageDialog>
+        )
+      })()}
     </div>
   )
 }

@@ -244,6 +244,14 @@ def test_learning_curves_and_comparing_runs(page, tmp_path, artifacts):
     expect(label).not_to_have_class(re.compile("filter-on"))
     misclassified.check()
     expect(label).to_have_class(re.compile("filter-on"))  # the filter in use is drawn as such
+    misclassified.uncheck()
+    page.get_by_test_id("output-table").locator("img.cell-thumb").first.click()
+    dialog = page.get_by_test_id("image-dialog")
+    scores = dialog.get_by_test_id("result-scores").locator("tbody tr")
+    expect(scores).to_have_count(3)  # the image with its row's score for every class, highest first
+    values = [float(scores.nth(i).locator("td.number").inner_text().rstrip("%")) for i in range(3)]
+    assert values == sorted(values, reverse=True) and sum(values) == pytest.approx(100, abs=0.3)
+    expect(scores.first).to_have_class(re.compile("predicted"))
     assert page.errors == []
 
 

@@ -55,13 +55,15 @@ PLUGIN = register(Plugin(
     title="Transfer Learning",
     description="Trains a classifier on top of an ImageNet-pretrained backbone. last_fc_only trains only "
                 "a new last layer on the backbone's features, computed once and cached (the bottleneck "
-                "cache of the TF Hub retraining recipe); all fine-tunes every layer, the backbone at a tenth "
-                "of the head's learning rate. How transferable are features in deep neural networks? "
-                "(Yosinski et al., 2014).",
+                "cache of the TF Hub retraining recipe), fitted as a logistic regression: full-batch L-BFGS, "
+                "one weight decay per epoch from strong to weak, the best on the validation set kept. all "
+                "first fits that head, then fine-tunes every layer with the project's optimizer, the backbone "
+                "at a tenth of the head's learning rate and BatchNorm statistics kept. How transferable are "
+                "features in deep neural networks? (Yosinski et al., 2014).",
     params=(
         Param("model", "model", "efficientnet_lite0", choices=tuple(BACKBONES), help="pretrained backbone"),
         Param("train_param", "choice", "last_fc_only", choices=("last_fc_only", "all"),
-              help="last_fc_only: train the new head on cached features; all: fine-tune everything"),
+              help="last_fc_only: fit the new head on cached features; all: fit it, then fine-tune everything"),
         Param("input_size", "int", 224, min=32, max=1024, help="images are resized to this square size"),
     ),
     runner=run,

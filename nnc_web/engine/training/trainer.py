@@ -1,6 +1,12 @@
 """Training loop for image classifiers: transfer learning with a bottleneck cache, checkpoints each
 epoch, resume, cancel within one batch, best-model keeping. Reports through the Reporter protocol:
-per-step `loss`, per-epoch `train_loss`, `train_error`, `valid_error`."""
+per-step `loss`, per-epoch `train_loss`, `train_error`, `valid_error`, and progress per batch (images
+while features are computed, training steps while it trains).
+
+`last_fc_only` with the cache fits the head as a logistic regression (engine/training/linear_head.py):
+each epoch is one weight decay of a strong-to-weak path, fitted full-batch with L-BFGS, and the
+validation error keeps the best. `all` first fits the head that way on the frozen features, then
+fine-tunes everything with the project's optimizer, the backbone at a tenth of the head's rate."""
 from __future__ import annotations
 
 import functools
@@ -15,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
+from nnc_web.engine.training import linear_head
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
 from nnc_web.engine.training.model import TransferClassifier
 
@@ -28,6 +36,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
 AUGMENTATIONS = ("flip", "translate", "scale", "brightness")
 BACKBONE_LR_FACTOR = 0.1  # `all`: the pretrained backbone learns ten times slower than the new head
+WARM_UP_PATH = 6  # `all`: weight decays tried when the head is fitted before fine-tuning (1e-1 .. 1e-6)
 
 
 @dataclass
@@ -45,6 +54,7 @@ class TrainConfig:
     train_param: str = "last_fc_only"  # last_fc_only | all
     pretrained: bool = True
     feature_cache: bool = True  # last_fc_only: compute the backbone's features once (benchmarks turn it off)
+    warm_up: bool = True  # all (pretrained): fit the new head on the frozen features before fine-tuning
     logging_steps: int = 0  # > 0: a log line with the loss every so many steps (EasyMaker's option)
 
     def check(self) -> None:
@@ -122,28 +132,57 @@ class Trainer:
         parts = [data.fingerprint(), self.backbone_id, str(self.size), str(self.config.pretrained)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
-    def cached_features(self, model: TransferClassifier, data: ClassificationData, name: str) -> torch.Tensor:
+    def cached_features(self, model: TransferClassifier, data: ClassificationData, name: str,
+                        progress: _FeatureProgress | None = None) -> torch.Tensor:
         """The backbone's features of every image, computed once and kept on disk; the key changes
         with the data, the model, the input size and the weights."""
-        path = self.cache_dir / f"{self._cache_key(data)}.npy"
+        path = self._cache_path(data)
         if path.exists():
             self.reporter.log(f"{name}: bottleneck features from the cache")
             return torch.from_numpy(np.load(path))
         self.reporter.log(f"{name}: computing bottleneck features of {len(data.images)} images")
+        progress = progress or _FeatureProgress(self.reporter, len(data.images))
         features = []
         model.features.eval()
         with torch.no_grad():
             for images, _ in self._image_loader(data, augment=False, shuffle=False):
                 self._check_stop()
                 features.append(model.features(images.to(self.device)).cpu())
+                progress.advance(len(images))
         stacked = torch.cat(features)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+
         def write(target: Path) -> None:
             with open(target, "wb") as handle:  # a handle: np.save would add ".npy" to the name
                 np.save(handle, stacked.numpy())
 
         replace_atomically(path, write)  # a killed worker must not leave a truncated cache file
         return stacked
+
+    def _cache_path(self, data: ClassificationData) -> Path:
+        return self.cache_dir / f"{self._cache_key(data)}.npy"
+
+    def _both_features(self, model: TransferClassifier) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training and validation features, with one progress count over the images still to compute."""
+        todo = sum(len(d.images) for d in (self.train_data, self.valid_data) if not self._cache_path(d).exists())
+        progress = _FeatureProgress(self.reporter, todo)
+        return (self.cached_features(model, self.train_data, "training", progress).to(self.device),
+                self.cached_features(model, self.valid_data, "validation", progress).to(self.device))
+
+    def _log_channels(self) -> None:
+        """Grayscale datasets are welcome: their images are repeated into the 3 channels an ImageNet
+        backbone takes (ImageDataset converts to RGB). Say so rather than do it silently."""
+        for name, data in (("training", self.train_data), ("validation", self.valid_data)):
+            if not data.images:
+                continue
+            try:
+                with Image.open(data.images[0]) as image:
+                    bands = len(image.getbands())
+            except OSError:
+                continue  # an unreadable image is reported when it is loaded
+            if bands == 1:
+                self.reporter.log(f"the {name} images have 1 channel (grayscale): each is repeated into the 3 "
+                                  f"channels {self.backbone_id} takes")
 
     # -- the loop --------------------------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -180,85 +219,154 @@ class Trainer:
             model.features.requires_grad_(False)
         optimizer = self._optimizer(model)
         scheduler = self._scheduler(optimizer)
-        history: list[dict] = []
-        start_epoch, best_error, best_epoch, step = 1, math.inf, 0, 0
+        state = _State()
         if resume and self.checkpoint_path.exists():
-            try:
-                state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-            except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-                raise UserError(f"the checkpoint of this run cannot be read ({type(exc).__name__}): start a new "
-                                f"run") from exc
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler"):
-                scheduler.load_state_dict(state["scheduler"])
-            history = json.loads(state["history"])
-            start_epoch, best_error, best_epoch, step = (state["epoch"] + 1, state["best_error"], state["best_epoch"],
-                                                        state["step"])
-            self.reporter.log(f"resuming after epoch {state['epoch']} from the checkpoint")
+            state = self._resume(model, optimizer, scheduler)
+        self._log_channels()
         use_cache = frozen and not config.augmentation and config.feature_cache
         if frozen and config.augmentation:
             self.reporter.log("augmentation is on: the bottleneck cache is off (features change every epoch)")
+        train_x = valid_x = train_y = None
         if use_cache:
-            train_x = self.cached_features(model, self.train_data, "training")
-            valid_x = self.cached_features(model, self.valid_data, "validation")
+            train_x, valid_x = self._both_features(model)
+            train_y = torch.tensor(self.train_data.labels, device=self.device)
         self.reporter.log(f"training {self.backbone_id} ({config.train_param}) on {self.device}: "
                           f"{len(self.train_data.labels)} training and {len(self.valid_data.labels)} validation "
                           f"images, {self.num_classes} classes, {config.max_epoch} epochs")
-        for epoch in range(start_epoch, config.max_epoch + 1):
+        if use_cache:
+            path = linear_head.weight_decay_path(config.max_epoch)
+            self._log_head_fit(path)
+        elif config.train_param == "all" and config.pretrained and config.warm_up and state.epoch == 0:
+            self._warm_up_head(model)
+        for epoch in range(state.epoch + 1, config.max_epoch + 1):
             started = time.monotonic()
-            model.train()
-            if frozen:
-                model.features.eval()  # frozen BatchNorm statistics stay as pretrained
             if use_cache:
-                generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-                batches = DataLoader(TensorDataset(train_x, torch.tensor(self.train_data.labels)),
-                                     batch_size=config.batch_size, shuffle=True, generator=generator)
+                train_loss, train_error, note = self._head_epoch(model, train_x, train_y, path[epoch - 1], state)
             else:
-                batches = self._image_loader(self.train_data, augment=True, shuffle=True, epoch=epoch)
-            total_loss, wrong, seen = 0.0, 0, 0
-            for inputs, labels in batches:
-                self._check_stop()
-                inputs, labels = inputs.to(self.device), labels.to(self.device)
-                logits = model.head(inputs) if use_cache else model(inputs)
-                loss = nn.functional.cross_entropy(logits, labels)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss_value = loss.item()
-                total_loss += loss_value * len(labels)
-                wrong += int((logits.argmax(1) != labels).sum())
-                seen += len(labels)
-                self.reporter.metric("loss", step, loss_value)
-                if config.logging_steps and step % config.logging_steps == 0:
-                    self.reporter.log(f"step {step}: loss {loss_value:.4f}")
-            if scheduler is not None:
-                scheduler.step()
-            valid_error = self._valid_error(model, valid_x if use_cache else None)
-            record = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "train_error": wrong / max(seen, 1),
-                      "valid_error": valid_error, "seconds": round(time.monotonic() - started, 3)}
-            history.append(record)
-            for name in ("train_loss", "train_error", "valid_error"):
-                self.reporter.metric(name, epoch, record[name])
-            improved = valid_error < best_error
-            if improved:
-                best_error, best_epoch = valid_error, epoch
-                if config.save_best:
-                    replace_atomically(self.best_path, functools.partial(torch.save, model.state_dict()))
-            self.reporter.log(f"epoch {epoch}/{config.max_epoch}: train loss {record['train_loss']:.4f}, "
-                              f"train error {record['train_error']:.4f}, valid error {valid_error:.4f}"
-                              f"{' (best)' if improved else ''} [{record['seconds']:.1f} s]")
-            self.reporter.progress(epoch, config.max_epoch)
-            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                          "epoch": epoch, "best_error": best_error, "best_epoch": best_epoch, "step": step,
-                          "history": json.dumps(history)}
-            replace_atomically(self.checkpoint_path, functools.partial(torch.save, checkpoint))
+                train_loss, train_error, note = self._minibatch_epoch(model, optimizer, epoch, state)
+                if scheduler is not None:
+                    scheduler.step()
+            self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, train_error, valid_x, note,
+                            time.monotonic() - started)
+            if use_cache:  # an epoch of the head takes a moment: counted whole (image epochs count batches)
+                self.reporter.progress(epoch, config.max_epoch)
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
-            self.reporter.log(f"kept the best model: epoch {best_epoch}, valid error {best_error:.4f}")
-        return TrainResult(model.eval(), history, best_epoch, config)
+            self.reporter.log(f"kept the best model: epoch {state.best_epoch}, valid error {state.best_error:.4f}")
+        return TrainResult(model.eval(), state.history, state.best_epoch, config)
+
+    def _log_head_fit(self, path: list[float]) -> None:
+        kept = ("the validation error picks the best" if self.config.save_best
+                else "the last is kept (save_best is off)")
+        self.reporter.log(
+            f"the head is fitted as a logistic regression on the cached features: full-batch L-BFGS (up to "
+            f"{linear_head.MAX_ITER} iterations an epoch), one weight decay per epoch from {path[0]:.0e} down to "
+            f"{path[-1]:.0e}, each fit starting from the last; {kept}. optimizer, learning_rate, batch_size and "
+            f"schedule are for fine-tuning and are not used")
+
+    def _resume(self, model: TransferClassifier, optimizer, scheduler) -> _State:
+        try:
+            saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise UserError(f"the checkpoint of this run cannot be read ({type(exc).__name__}): start a new "
+                            f"run") from exc
+        model.load_state_dict(saved["model"])
+        if saved.get("optimizer"):
+            optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved.get("scheduler"):
+            scheduler.load_state_dict(saved["scheduler"])
+        self.reporter.log(f"resuming after epoch {saved['epoch']} from the checkpoint")
+        return _State(saved["epoch"], saved["best_error"], saved["best_epoch"], saved["step"],
+                      json.loads(saved["history"]))
+
+    def _head_epoch(self, model: TransferClassifier, train_x: torch.Tensor, train_y: torch.Tensor,
+                    weight_decay: float, state: _State) -> tuple[float, float, str]:
+        """One point of the weight-decay path: the head fitted to convergence from where it is."""
+        start = state.step
+
+        def on_loss(iterations: int, loss: float) -> None:
+            state.step = start + iterations
+            self.reporter.metric("loss", state.step, loss)
+
+        iterations = linear_head.fit_head(model.head, train_x, train_y, weight_decay, self._check_stop, on_loss)
+        loss, error = linear_head.loss_and_error(model.head, train_x, train_y)
+        return loss, error, f"weight decay {weight_decay:.0e}, {iterations} L-BFGS iterations"
+
+    def _warm_up_head(self, model: TransferClassifier) -> None:
+        """Fine-tuning from a trained head rather than a random one: a random head's large early
+        gradients would flow into, and distort, the pretrained features (linear probing, then fine-tuning:
+        Kumar et al., Fine-Tuning can Distort Pretrained Features, ICLR 2022)."""
+        train_x, valid_x = self._both_features(model)
+        train_y = torch.tensor(self.train_data.labels, device=self.device)
+        valid_y = torch.tensor(self.valid_data.labels, device=self.device)
+        best = (math.inf, None, 0.0)
+        for weight_decay in linear_head.weight_decay_path(WARM_UP_PATH):
+            linear_head.fit_head(model.head, train_x, train_y, weight_decay, self._check_stop, lambda *_: None)
+            error = linear_head.loss_and_error(model.head, valid_x, valid_y)[1] if len(valid_y) else 0.0
+            if error < best[0]:
+                best = (error, {k: v.clone() for k, v in model.head.state_dict().items()}, weight_decay)
+        model.head.load_state_dict(best[1])
+        self.reporter.log(f"warm-up: the new head fitted on the frozen features first (L-BFGS, weight decay "
+                          f"{best[2]:.0e} chosen on the validation split, valid error {best[0]:.4f}); then every "
+                          f"layer is fine-tuned, the backbone at {BACKBONE_LR_FACTOR:g} x the head's learning rate")
+
+    def _minibatch_epoch(self, model: TransferClassifier, optimizer, epoch: int, state: _State
+                         ) -> tuple[float, float, str]:
+        """One pass over the images in batches (fine-tuning, or a frozen backbone without the cache)."""
+        config = self.config
+        model.train()
+        if config.train_param == "last_fc_only":
+            model.features.eval()  # frozen BatchNorm statistics stay as pretrained
+        elif config.pretrained:
+            _freeze_batch_norm(model.features)
+        batches = self._image_loader(self.train_data, augment=True, shuffle=True, epoch=epoch)
+        per_epoch = len(batches)
+        total_loss, wrong, seen = 0.0, 0, 0
+        for number, (inputs, labels) in enumerate(batches, start=1):
+            self._check_stop()
+            inputs, labels = inputs.to(self.device), labels.to(self.device)
+            logits = model(inputs)
+            loss = nn.functional.cross_entropy(logits, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            state.step += 1
+            loss_value = loss.item()
+            total_loss += loss_value * len(labels)
+            wrong += int((logits.argmax(1) != labels).sum())
+            seen += len(labels)
+            self.reporter.metric("loss", state.step, loss_value)
+            self.reporter.progress((epoch - 1) * per_epoch + number, config.max_epoch * per_epoch)
+            if config.logging_steps and state.step % config.logging_steps == 0:
+                self.reporter.log(f"step {state.step}: loss {loss_value:.4f}")
+        return total_loss / max(seen, 1), wrong / max(seen, 1), ""
+
+    def _end_epoch(self, model: TransferClassifier, optimizer, scheduler, state: _State, epoch: int,
+                   train_loss: float, train_error: float, valid_x: torch.Tensor | None, note: str,
+                   seconds: float) -> None:
+        """Validation, metrics, the best model, the log line and the checkpoint of one epoch."""
+        config = self.config
+        valid_error = self._valid_error(model, valid_x)
+        seconds = round(seconds, 3)
+        record = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error, "valid_error": valid_error,
+                  "seconds": seconds}
+        state.history.append(record)
+        for name in ("train_loss", "train_error", "valid_error"):
+            self.reporter.metric(name, epoch, record[name])
+        improved = valid_error < state.best_error
+        if improved:
+            state.best_error, state.best_epoch = valid_error, epoch
+            if config.save_best:
+                replace_atomically(self.best_path, functools.partial(torch.save, model.state_dict()))
+        self.reporter.log(f"epoch {epoch}/{config.max_epoch}: train loss {train_loss:.4f}, "
+                          f"train error {train_error:.4f}, valid error {valid_error:.4f}"
+                          f"{' (best)' if improved else ''} [{seconds:.1f} s{'; ' + note if note else ''}]")
+        state.epoch = epoch
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                      "epoch": epoch, "best_error": state.best_error, "best_epoch": state.best_epoch,
+                      "step": state.step, "history": json.dumps(state.history)}
+        replace_atomically(self.checkpoint_path, functools.partial(torch.save, checkpoint))
 
     def _valid_error(self, model: TransferClassifier, features: torch.Tensor | None) -> float:
         model.eval()
@@ -272,6 +380,38 @@ class Trainer:
                 predicted = torch.cat([model(x.to(self.device)).argmax(1).cpu()
                                        for x, _ in self._image_loader(self.valid_data, augment=False, shuffle=False)])
         return float((predicted != labels).float().mean())
+
+
+def _freeze_batch_norm(module: nn.Module) -> None:
+    """Fine-tuning a pretrained network: BatchNorm keeps its pretrained statistics (its scale and
+    shift still learn). In training mode it would normalise with each batch's statistics instead and
+    move its running ones towards the new data, so the features the warmed-up head was fitted on would
+    change under it at the first step (Keras's transfer-learning guide gives the same advice)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
+@dataclass
+class _State:
+    """Where a run stands: the last finished epoch, the best so far, the step count, the history."""
+
+    epoch: int = 0
+    best_error: float = math.inf
+    best_epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class _FeatureProgress:
+    """Images done / to do while bottleneck features are computed (training and validation together)."""
+
+    def __init__(self, reporter: Reporter, total: int) -> None:
+        self.reporter, self.total, self.done = reporter, total, 0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        self.reporter.progress(min(self.done, self.total), self.total)
 
 
 def config_dict(config: TrainConfig) -> dict:

@@ -167,6 +167,23 @@ def encode(frame: pd.DataFrame, options: TabularOptions, reporter: Reporter) -> 
     return header, rows, schema
 
 
+def _check_nnc_rows(header: list[str], rows: list[list[str]]) -> None:
+    """Every x cell a number, every y cell a number (or, with class names, a class index): a bad cell
+    is named by its line and column, so the trainer never meets one."""
+    cells = [parse_header_cell(c) for c in header]
+    for number, row in enumerate(rows, start=2):
+        for column, value, cell in zip(header, row, cells, strict=True):
+            if cell.name not in ("x", "y"):
+                continue
+            parsed = _as_number(value)
+            if cell.name == "y" and cell.classes:
+                if parsed is None or not parsed.is_integer() or not 0 <= parsed < len(cell.classes):
+                    raise UserError(f"line {number}, column {column}: {value!r} is not a class index "
+                                    f"(0 to {len(cell.classes) - 1})")
+            elif parsed is None:
+                raise UserError(f"line {number}, column {column}: {value!r} is not a number")
+
+
 def _class_order(value: str) -> tuple:
     number = _as_number(value)
     return (0, number, "") if number is not None else (1, 0, value)
@@ -187,10 +204,7 @@ def build_tabular_datasets(csv_path: Path, workdir: Path, options: TabularOption
         inputs = sum(1 for c in cells if c.name == "x")
         schema = {"task": "classification" if y_cell.classes else "auto", "target": y_cell.label or "y",
                   "classes": list(y_cell.classes), "features": [], "inputs": inputs}
-        for number, row in enumerate(rows, start=2):
-            bad = [h for h, v, c in zip(header, row, cells, strict=True) if c.name == "x" and _as_number(v) is None]
-            if bad:
-                raise UserError(f"line {number}: {bad[0]} is not a number ({row[header.index(bad[0])]!r})")
+        _check_nnc_rows(header, rows)
     else:
         header, rows, schema = encode(frame, options, reporter)
     columns = [Column("x", "features", "number", str(schema["inputs"])),

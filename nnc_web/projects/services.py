@@ -10,8 +10,17 @@ from pathlib import Path
 from django.db import transaction
 from django.http import Http404
 
-from nnc_web.datasets.selectors import dataset_of
+from nnc_web.datasets.selectors import dataset_of, datasets_of
 from nnc_web.engine.atomic import replace_atomically
+from nnc_web.engine.training.dataset_fit import (
+    ANOMALY,
+    DETECTION,
+    IMAGE_CLASSIFICATION,
+    SEGMENTATION,
+    TABULAR,
+    DatasetNeeds,
+    mismatch,
+)
 from nnc_web.projects.config import clean_config
 from nnc_web.projects.models import Project, Run
 from nnc_web.projects.selectors import resume_refusal
@@ -20,6 +29,11 @@ from nnc_web.selectors import parse_id
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RUN_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,64}$")  # words and spaces; no control characters or slashes
 DATASET_FIELDS = ("train_dataset", "valid_dataset")
+# What each training plugin's datasets must hold: a run on the wrong kind is refused before it starts.
+TRAINING_DATA: dict[str, DatasetNeeds] = {
+    "transfer_learning": IMAGE_CLASSIFICATION, "resnet50_classification": IMAGE_CLASSIFICATION,
+    "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "object_detection": DETECTION,
+    "semantic_segmentation": SEGMENTATION}
 
 
 def _project_name_error(owner, name: str, project: Project | None = None) -> str | None:
@@ -85,6 +99,7 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
     as the form shows them, saved to the project first (a run never silently uses other values);
     nothing is saved or queued when anything is wrong."""
     from nnc_web.engine.model_store import is_available
+    from nnc_web.jobs.events import record_event
     from nnc_web.jobs.services import create_job
     from nnc_web.plugins.registry import PLUGINS
 
@@ -98,6 +113,8 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
         errors["train_dataset"] = "choose the training dataset of the project first"
     if project.valid_dataset_id is None:
         errors["valid_dataset"] = "choose the validation dataset of the project first"
+    if not errors:  # both datasets chosen: they must be of the kind the plugin learns from
+        errors.update(dataset_kind_errors(project, plugin))
     if config is not None:
         if not isinstance(config, dict):
             return None, {"config": "must be an object of settings"}
@@ -125,7 +142,39 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
         run.job = create_job(project.owner, plugin, params, title=f"{plugin.title}: {project.name} {run.name}",
                              send=send, context={"run": run.pk}, result_dir=str(run.folder()))
         run.save(update_fields=["name", "job"])
+        for warning in dataset_warnings(project):  # the job's log keeps them (queued before the job is sent)
+            record_event(run.job.pk, "log", {"line": f"warning: {warning}"})
     return run, {}
+
+
+def dataset_kind_errors(project: Project, plugin) -> dict[str, str]:
+    """The project's datasets must be of the kind the plugin learns from; the message says what
+    each one is and which of the user's datasets would fit."""
+    needs = TRAINING_DATA.get(plugin.id)
+    if needs is None:
+        return {}
+    errors = {}
+    for field in DATASET_FIELDS:
+        dataset = getattr(project, field)
+        reason = mismatch(dataset.columns, needs)
+        if reason:
+            errors[field] = f"{dataset.name} (#{dataset.pk}) {reason}: {plugin.title} needs {needs.what}. "
+    if errors:
+        fitting = [f"{d.name} (#{d.pk})" for d in datasets_of(project.owner).order_by("pk")
+                   if d.columns and mismatch(d.columns, needs) is None]
+        listed = ", ".join(fitting[:10]) + (f" and {len(fitting) - 10} more" if len(fitting) > 10 else "")
+        suffix = f"Datasets that fit: {listed}" if fitting else "None of your datasets fits yet: create one first"
+        errors = {field: message + suffix for field, message in errors.items()}
+    return errors
+
+
+def dataset_warnings(project: Project) -> list[str]:
+    """What is allowed but probably not meant: validating on the training data itself."""
+    if project.train_dataset_id is not None and project.train_dataset_id == project.valid_dataset_id:
+        return [f"the training and validation datasets are the same ({project.train_dataset.name}): the validation "
+                f"error will say how well the model fits its own training images, not how it does on new ones. "
+                f"Choose a separate validation dataset (e.g. split the data with ratio1/ratio2 when creating it)"]
+    return []
 
 
 def _run_name_error(project: Project, name: str, run: Run | None = None) -> str | None:

@@ -61,13 +61,15 @@ class RunListView(APIView):
 
     def post(self, request: Request, project_id: int) -> Response:
         """`{"plugin", "params", "config"?, "name"?}`: `config` is saved to the project first, so the run
-        uses the settings the form showed."""
+        uses the settings the form showed. The answer's `warnings` are what is allowed but probably not
+        meant (validating on the training data); the job's log starts with them too."""
         project = selectors.project_of(request.user, project_id)
         run, errors = services.start_run(project, str(request.data.get("plugin", "")), request.data.get("params") or {},
                                          config=request.data.get("config"), name=request.data.get("name"))
         if errors:
             return field_errors(errors)
-        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response({**RunSerializer(run).data, "warnings": services.dataset_warnings(project)},
+                        status=status.HTTP_201_CREATED)
 
 
 @documented("run")

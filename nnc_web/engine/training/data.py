@@ -39,11 +39,21 @@ def load_classification_csv(csv_path: Path) -> ClassificationData:
     for number, row in enumerate(rows, start=2):
         try:
             images.append(safe_join(csv_path.parent, row[x]))
-            labels.append(int(float(row[y])))
-        except (ValueError, IndexError, UserError) as exc:
+            labels.append(_class_index(row[y]))
+        except ValueError:
+            raise UserError(f"{csv_path.name} line {number}, column {header[y]}: {row[y]!r} is not a class index "
+                            f"(a whole number from 0)") from None
+        except (IndexError, UserError) as exc:
             raise UserError(f"{csv_path.name} line {number}: {exc}") from exc
     classes = list(cells[y].classes) or [str(i) for i in range(max(labels) + 1 if labels else 0)]
     return ClassificationData(csv_path, header, rows, images, labels, classes)
+
+
+def _class_index(cell: str) -> int:
+    value = float(cell)  # NNC writes "1" or "1.0"
+    if not value.is_integer() or value < 0:
+        raise ValueError(cell)
+    return int(value)
 
 
 class ImageDataset(Dataset):

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
+import { logTime } from './logTime'
 import { useJobEvents } from './useJobEvents'
 import type { Job, JobEvent, JobTarget } from './types'
 
@@ -84,7 +85,8 @@ export function JobPanel({ jobId, onFinished, onEvents, untitled = false }: {
       </div>
       <JobProgress state={state} done={done} total={total} />
       <pre className="log" ref={logRef} data-testid="job-log">
-        {stream.lines.map((l) => <div key={l.seq} className="log-line">{l.text}</div>)}
+        {stream.lines.map((l) => <div key={l.seq} className="log-line" data-time={logTime(l.ts)}
+          title={l.ts ? new Date(l.ts * 1000).toLocaleString() : undefined}>{l.text}</div>)}
       </pre>
       {stream.state === 'failed' && <div className="error" role="alert">Failed: {stream.message}</div>}
       {(error || stream.error) && <div className="error" role="alert">{error || stream.error}</div>}

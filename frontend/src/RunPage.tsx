@@ -5,14 +5,17 @@ import { navigate } from './hooks'
 import { JobPanel } from './JobPanel'
 import { NameDialog } from './NameDialog'
 import { RunSettings } from './runSummary'
-import { LearningCurves, type CurvesHandle, type EpochPoint } from './LearningCurves'
+import { LearningCurves, type CurvesHandle } from './LearningCurves'
+import { FilterButton } from './FilterButton'
+import { PreparedDownload } from './PreparedDownload'
+import { ResultGrid, type ClassifiedRow } from './ResultGrid'
 import type { ExternalFilter, Job, JobEvent, Run, TableFilter } from './types'
 import { ClassHistogram } from './BoxedImage'
 import { AnomalyEvaluation } from './AnomalyEvaluation'
 import { EvaluationWorkspace } from './EvaluationWorkspace'
 import { ServeButtons } from './EndpointsList'
 
-interface ResultRow { index: number; image?: string; values?: string[]; label: number; predicted: number; score?: number }
+type ResultRow = ClassifiedRow
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
 
 const fileUrl = (dataset: number, cell: string, thumb = true) =>
@@ -29,7 +32,6 @@ export function RunPage({ runId }: { runId: number }) {
   const [dialog, setDialog] = useState<'rename' | 'delete' | null>(null)
   const curves = useRef<CurvesHandle>(null)
   const [evaluationJob, setEvaluationJob] = useState<number | null>(null)
-  const epochs = useRef<Record<number, Partial<EpochPoint>>>({})
   const [tableFilter, setTableFilter] = useState<ExternalFilter | null>(null)
   const [evaluations, setEvaluations] = useState(0)  // a new evaluation rewrites output_result.csv
 
@@ -38,17 +40,8 @@ export function RunPage({ runId }: { runId: number }) {
   }, [runId])
   useEffect(load, [load])
 
-  // Per-epoch metrics arrive as three events; the point is streamed once the epoch is complete.
-  const onEvents = (events: JobEvent[]) => {
-    for (const e of events) {
-      if (e.kind !== 'metric' || !['train_loss', 'train_error', 'valid_error'].includes(e.data.name)) continue
-      const point = (epochs.current[e.data.step] ||= { epoch: e.data.step })
-      ;(point as any)[e.data.name] = e.data.value
-      if (point.train_loss !== undefined && point.train_error !== undefined && point.valid_error !== undefined) {
-        curves.current?.add(runId, point as EpochPoint)
-      }
-    }
-  }
+  // The curves take the job's events as they stream: per-step losses, and each epoch once complete.
+  const onEvents = (events: JobEvent[]) => curves.current?.addEvents(runId, events)
 
   const evaluate = async () => {
     setError('')
@@ -90,11 +83,14 @@ export function RunPage({ runId }: { runId: number }) {
         {run.can_resume && <button onClick={resume}>Resume from checkpoint</button>}
         {evaluated && <>
           {!validGone && <button className="secondary" onClick={evaluate}>Evaluate again</button>}
-          <a className="button" href={`/api/runs/${run.id}/bundle/`}>Download model</a>
+          <PreparedDownload href={`/api/runs/${run.id}/bundle/`} label="Download model" fallbackName={`run${run.id}-model.zip`}
+            testId="export-bundle" />
           <ServeButtons run={run} /></>}
         {run.metrics.accuracy !== undefined && <>
-          <a className="button" href={`/api/runs/${run.id}/export/?to=torchscript`}>TorchScript</a>
-          <a className="button" href={`/api/runs/${run.id}/export/?to=onnx`}>ONNX</a></>}
+          <PreparedDownload href={`/api/runs/${run.id}/export/?to=torchscript`} label="TorchScript"
+            fallbackName={`run${run.id}-model.pt`} testId="export-torchscript" />
+          <PreparedDownload href={`/api/runs/${run.id}/export/?to=onnx`} label="ONNX"
+            fallbackName={`run${run.id}-model.onnx`} testId="export-onnx" /></>}
       </div>
       <RunSettings run={run} />
       {error && <div className="error" role="alert" data-testid="action-error">{error}
@@ -178,24 +174,17 @@ function Evaluation({ run, onFilter, imagesGone = false }: {
               {count}<span className="cm-pct"> {pct(m.confusion_matrix_normalized[a][p])}</span></td>))}</tr>))}</tbody>
       </table>
       <div className="pager">
-        <button className="secondary" onClick={() => choose({})}>All rows</button>
-        <button className="secondary" onClick={() => choose({ misclassified: true })} data-testid="misclassified">Misclassified only</button>
+        <FilterButton active={!filter.misclassified && filter.actual === undefined} onClick={() => choose({})}
+          testId="all-rows">All rows</FilterButton>
+        <FilterButton active={Boolean(filter.misclassified)} onClick={() => choose({ misclassified: true })}
+          testId="misclassified">Misclassified only</FilterButton>
         {page && <span data-testid="result-count">{page.total} rows{filter.actual !== undefined ? ` (actual ${names[filter.actual]}, predicted ${names[filter.predicted!]})` : ''}</span>}
         {page && page.start > 0 && <button className="secondary" onClick={() => setStart(Math.max(0, start - 40))}>Previous</button>}
         {page?.next != null && <button className="secondary" onClick={() => setStart(page.next!)}>Next</button>}
         <button className="secondary" onClick={() => onFilter(filter, true)} data-testid="open-in-table"
           title="The Output result table with every column, sortable, with the context menu">Open in the Output result table</button>
       </div>
-      {page && (
-        <div className="result-grid" data-testid="result-rows">
-          {page.rows.map((r) => (
-            <figure key={r.index} className={r.label === r.predicted ? 'ok' : 'wrong'} data-row={r.index}>
-              {r.image ? <img className="thumb" src={fileUrl(page.dataset, r.image)} alt={r.image} />
-                : <code className="values">{(r.values ?? []).join(', ')}</code>}
-              <figcaption>{names[r.label]} → {names[r.predicted]} ({((r.score ?? 0) * 100).toFixed(0)}%)</figcaption>
-            </figure>))}
-        </div>
-      )}
+      {page && <ResultGrid rows={page.rows} dataset={page.dataset} names={names} />}
       {!imagesGone && <Extremes run={run} names={names} />}
     </div>
   )

@@ -4,7 +4,7 @@ import type { JobEvent } from './types'
 const FINAL = ['succeeded', 'failed', 'cancelled']
 
 export interface JobStream {
-  lines: { seq: number; text: string }[]
+  lines: { seq: number; text: string; ts?: number }[]  // ts: when the server stored the line
   done: number
   total: number
   state: string
@@ -46,7 +46,7 @@ export function useJobEvents(jobId: number, initialState = 'queued',
       setStream((prev) => {
         const next = { ...prev, lines: prev.lines.slice(), lastSeq: lastSeq.current }
         for (const e of fresh) {
-          if (e.kind === 'log') next.lines.push({ seq: e.seq, text: String(e.data.line) })
+          if (e.kind === 'log') next.lines.push({ seq: e.seq, text: String(e.data.line), ts: e.ts })
           else if (e.kind === 'progress') { next.done = e.data.done; next.total = e.data.total }
           else if (e.kind === 'state') {
             next.state = e.data.state

@@ -315,11 +315,8 @@ def test_anomaly_masks_filters_and_evaluation_images_opened_larger(page, tmp_pat
     assert page.errors == []
 
 
-ROUTED = ("needs the RunPage.tsx, JobPanel.tsx and useJobEvents.ts changes routed from issue 11's report "
-          "(exports via PreparedDownload, Evaluation's FilterButton and ResultGrid, log times); drop this mark then")
 
 
-@pytest.mark.xfail(strict=True, reason=ROUTED)
 def test_run_page_exports_filters_images_and_log_times(page, tmp_path, artifacts):
     sign_up(page, "runpolish")
     archive = write_class_zip(tmp_path / "digits.zip", digit_images(12, 3, size=32))

@@ -310,9 +310,13 @@ def test_a_run_downloads_as_a_triton_model_repository(alice, client_for, served_
     assert client.get(f"/api/runs/{untrained.pk}/model-repository/").status_code == 400
 
 
-def test_manage_py_predict_answers_what_the_endpoint_answers(alice, client_for, served_run, tmp_path, capsys):
+def test_manage_py_predict_answers_what_the_endpoint_answers(alice, client_for, served_run, tmp_path, capsys,
+                                                            monkeypatch):
     from django.core.management import CommandError, call_command
 
+    from nnc_web.serving import conf
+
+    monkeypatch.setattr(conf, "RUNTIME", "torch")  # as this module's model server (no runtime measurement)
     client = client_for(alice)
     run = served_run(alice)
     endpoint = client.post("/api/endpoints/", {"run": run.pk}, format="json").json()

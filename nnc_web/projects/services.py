@@ -14,7 +14,6 @@ from nnc_web.datasets.selectors import dataset_of, datasets_of
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.training.dataset_fit import (
     ANOMALY,
-    DETECTION,
     IMAGE_CLASSIFICATION,
     SEGMENTATION,
     TABULAR,
@@ -32,8 +31,7 @@ DATASET_FIELDS = ("train_dataset", "valid_dataset")
 # What each training plugin's datasets must hold: a run on the wrong kind is refused before it starts.
 TRAINING_DATA: dict[str, DatasetNeeds] = {
     "transfer_learning": IMAGE_CLASSIFICATION, "resnet50_classification": IMAGE_CLASSIFICATION,
-    "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "object_detection": DETECTION,
-    "semantic_segmentation": SEGMENTATION}
+    "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "semantic_segmentation": SEGMENTATION}
 
 
 def _project_name_error(owner, name: str, project: Project | None = None) -> str | None:

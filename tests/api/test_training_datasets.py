@@ -57,10 +57,10 @@ def test_a_classifier_refuses_a_detection_dataset_and_names_those_that_fit(studi
     assert not Run.objects.exists() and not Job.objects.filter(kind="training").exists()
     built_in = start(client, project_id, "resnet50_classification", valid_dataset=ids["boxes"])
     assert set(built_in.json()["errors"]) == {"train_dataset", "valid_dataset"}
-    detector = start(client, project_id, "object_detection", train_dataset=ids["train"]).json()["errors"]
-    assert "valid_dataset" not in detector and detector["train_dataset"][0].startswith(
-        f"train (#{ids['train']}) is an image-classification dataset: Object Detection")
-    assert detector["train_dataset"][0].endswith(f"Datasets that fit: boxes (#{ids['boxes']})")
+    segmenter = start(client, project_id, "semantic_segmentation", train_dataset=ids["train"]).json()["errors"]
+    assert segmenter["valid_dataset"][0].startswith(
+        f"boxes (#{ids['boxes']}) is an object-detection dataset (y: label grids): Semantic Segmentation")
+    assert segmenter["train_dataset"][0].endswith("None of your datasets fits yet: create one first")
 
 
 def test_padim_refuses_grayscale_images_and_the_tabular_mlp_refuses_images(studio):

@@ -25,8 +25,6 @@ ANOMALY = DatasetNeeds("an image dataset of 3-channel images, labelled normal/an
                        "Anomaly detection (MVTec AD layout) or Image Classification with channel 3",
                        ("image",), ("label",), y_optional=True, channels=3)
 
-DETECTION = DatasetNeeds("an object-detection dataset (x: image, y: boxes), e.g. from COCO object detection or "
-                         "Object Detection (from Yolo v2 format)", ("image",), ("boxes", "file"))
 SEGMENTATION = DatasetNeeds("a segmentation dataset (x: image, y: mask), e.g. from Semantic segmentation "
                             "(EasyMaker layout)", ("image",), ("mask",))
 

@@ -72,10 +72,12 @@ def _layer(ctx, params: dict, classifier: ImageClassifier):
 
 
 def _values(ctx, params: dict, classifier: ImageClassifier, unit: torch.Tensor, base: torch.Tensor,
-            class_index: int, layer) -> np.ndarray:
+            class_index: int, layer, progress: bool = False) -> np.ndarray:
+    samples = params["num_samples"]
     with memory_errors("lower batch_size"):
-        return expected_gradients(classifier, unit, base, class_index, params["num_samples"],
-                                  params["batch_size"], seed=SEED, layer=layer, reporter=ctx)
+        return expected_gradients(classifier, unit, base, class_index, samples, params["batch_size"], seed=SEED,
+                                  layer=layer, reporter=ctx,
+                                  on_samples=(lambda done: ctx.progress(done, samples)) if progress else None)
 
 
 def _prepare(ctx, params: dict, variable: str | None) -> tuple[ImageClassifier, torch.Tensor, object]:
@@ -91,7 +93,7 @@ def run_single(ctx, params: dict) -> list:
     image, _ = clicked_image(ctx, params, classifier)
     unit = classifier.unit(image)
     class_index = chosen_class(ctx, params, classifier, classifier.tensor(image))
-    values = _values(ctx, params, classifier, unit, base, class_index, layer)
+    values = _values(ctx, params, classifier, unit, base, class_index, layer, progress=True)
     ctx.log(f"{params['num_samples']} samples: sum of the values {values.sum():+.4f}, positive "
             f"{values[values > 0].sum():+.4f}, negative {values[values < 0].sum():+.4f}")
     return save_single(ctx, params, shap_picture(to_pixels(unit), values))

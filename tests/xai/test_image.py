@@ -21,7 +21,7 @@ from nnc_web.engine.training.bundle import save_bundle
 from nnc_web.engine.training.data import load_classification_csv
 from nnc_web.engine.training.trainer import TrainConfig, Trainer, resolve_device
 from nnc_web.engine.xai import memory, pictures
-from nnc_web.engine.xai.batch import BatchSpec, explain_table, result_cell
+from nnc_web.engine.xai.batch import BatchSpec, explain_table, result_cell, row_class
 from nnc_web.engine.xai.classifier import ImageClassifier, load_image_classifier, read_image, to_pixels
 from nnc_web.engine.xai.gradcam import check_layer, grad_cam, overlays, upsample
 from nnc_web.engine.xai.lime_image import lime_weights, superpixels, top_segments
@@ -92,7 +92,7 @@ def test_lime_top_segment_overlaps_the_object(shapes):
         unit = classifier.unit(image)
         segments, _ = superpixels(to_pixels(unit), 20)
         assert segments.max() + 1 >= 10  # SLIC made segments (NNC's settings merge noise into one)
-        weights = lime_weights(classifier, unit, segments, label, num_samples=100)
+        weights = lime_weights(classifier, unit, segments, label, num_samples=60)
         top = top_segments(weights, 1)[0]
         hits.append(bool((segments == top)[box_mask(SIZE, box)].any()))
     assert np.mean(hits) >= 0.7, hits
@@ -271,3 +271,41 @@ def test_the_memory_guard_refuses_what_would_not_fit(monkeypatch):
     with pytest.raises(UserError, match="^out of memory: lower batch_size$"):
         with memory.memory_errors("lower batch_size"):
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+
+def test_a_rows_class_is_its_label_as_an_index_or_the_largest_of_a_vector(shapes):
+    classifier = shapes.classifier
+    assert row_class(["a.png", "1", "0.9", "0.1"], [1], classifier) == 1  # NNC's argmax of a scalar: always 0
+    assert row_class(["a.png", "0", "0.2", "0.8"], [2, 3], classifier) == 1  # y': the predicted class
+    for cells, message in ((["a.png", "1.5"], "label 1.5 is not a whole class index"),
+                           (["a.png", "cat"], "label 'cat' is not a class index"),
+                           (["a.png", "-1"], r"label -1 is not a class of this model \(2 classes: 0-1\)")):
+        with pytest.raises(UserError, match=f"^{message}$"):
+            row_class(cells, [1], classifier)
+    with pytest.raises(UserError, match="the label has 3 values; the model has 2 classes"):
+        row_class(["a.png", "0", "0", "1"], [1, 2, 3], classifier)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_resnet_bundles_explain_through_the_same_interface(backbone, tmp_path):
+    """The ResNet-50 built-in and transfer learning on a ResNet save the same bundle: its layers resolve."""
+    from nnc_web.engine.training.model import TransferClassifier
+
+    torch.manual_seed(0)
+    save_bundle(tmp_path, TransferClassifier(backbone, 3, pretrained=False), backbone, ["a", "b", "c"], 64, {}, {})
+    classifier = load_image_classifier(tmp_path, torch.device("cpu"))
+    assert classifier.layer_names == ("layer2", "layer3", "layer4") and classifier.default_layer == "layer4"
+    name, layer = classifier.layer(None)
+    check_layer(name, layer)
+    inputs = classifier.tensor(Image.new("RGB", (64, 64), (90, 30, 200)))
+    maps = grad_cam(classifier.model, layer, inputs, [2])
+    assert maps.shape == (1, 2, 2) and 0 <= float(maps.min()) and float(maps.max()) <= 1
+
+
+def test_the_explained_input_is_exactly_what_evaluation_feeds_the_model(shapes):
+    from nnc_web.engine.training.trainer import transforms_for
+    from tests.sample_data import photo
+
+    evaluation = transforms_for("efficientnet_lite0", SIZE, [])
+    for image in (shapes.images[0], photo("chelsea"), photo("coffee").convert("L")):
+        assert torch.equal(shapes.classifier.tensor(image)[0], evaluation(image.convert("RGB")))

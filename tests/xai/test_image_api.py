@@ -19,10 +19,10 @@ from tests.api.helpers import digits_project
 
 pytestmark = pytest.mark.django_db
 
-BATCH = {"grad_cam_batch": ("gradcam.csv", "gradcam", {}),
-         "lime_image_batch": ("lime.csv", "lime", {"num_samples": 30, "num_segments": 6, "num_segments_2": 2}),
-         "shap_image_batch": ("shap.csv", "shap", {"num_samples": 6, "batch_size": 3}),
-         "smoothgrad_batch": ("smoothgrad.csv", "SmoothGrad", {"num_samples": 3})}
+BATCH = {"grad_cam_batch": ("gradcam.csv", "gradcam", {"target_layer": "blocks.3"}),  # 2 x 2 maps at 32 px
+         "lime_image_batch": ("lime.csv", "lime", {"num_samples": 20, "num_segments": 6, "num_segments_2": 2}),
+         "shap_image_batch": ("shap.csv", "shap", {"num_samples": 4, "batch_size": 4}),
+         "smoothgrad_batch": ("smoothgrad.csv", "SmoothGrad", {"num_samples": 2})}
 SINGLE = {"grad_cam": ("grad_cam.png", {}), "lime_image": ("lime.png", {"num_samples": 40}),
           "shap_image": ("shap.png", {"num_samples": 8, "batch_size": 4}),
           "smoothgrad": ("smoothgrad.png", {"num_samples": 4})}
@@ -57,7 +57,7 @@ def first_cell(client, run: Run, row: int = 0) -> str:
     return client.get(f"/api/runs/{run.pk}/table/?start={row}&limit=1").json()["rows"][0]["cells"][0]
 
 
-def test_every_image_explanation_runs_on_a_run_and_registers_its_outputs(trained):
+def test_every_image_explanation_runs_on_a_run_and_registers_its_outputs(trained, capsys):
     client, run = trained
     base = f"/api/runs/{run.pk}"
     source = list(csv.reader(open(run.folder() / "output_result.csv", newline="")))
@@ -95,15 +95,20 @@ def test_every_image_explanation_runs_on_a_run_and_registers_its_outputs(trained
     assert served.status_code == 200
     assert Image.open(io.BytesIO(b"".join(served.streaming_content))).size[0] <= 96
 
-
-def test_headless_batch_on_a_result_and_grad_cam_of_the_true_class(trained, capsys):
-    client, run = trained
+    # headless on the result folder, the class from y' (the predicted one); then the true class of a row
     call_command("run_plugin", "grad_cam_batch", "--user", "alice", "--result", str(run.pk), "--inline",
-                 "--param", "label_variable=y'", "--param", "output=predicted.csv")
+                 "--param", "label_variable=y'", "--param", "output=predicted.csv", "--param", "target_layer=blocks.3")
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(run.folder())
-    rows = list(csv.reader(open(run.folder() / "predicted.csv", newline="")))
-    assert rows[1][0] == "predicted/0000/0.png" and (run.folder() / "predicted/0000/11.png").is_file()
-    label = int(rows[1][2])
+    predicted = list(csv.reader(open(run.folder() / "predicted.csv", newline="")))
+    assert predicted[1][0] == "predicted/0000/0.png" and (run.folder() / "predicted/0000/11.png").is_file()
+    scores = np.array([[float(v) for v in r[3:-1]] for r in predicted[1:]])
+    same = [int(r[2]) == k for r, k in zip(predicted[1:], scores.argmax(axis=1), strict=True)]
+    by_label = list(csv.reader(open(run.folder() / "gradcam.csv", newline="")))
+    for i, row in enumerate(predicted[1:]):  # y' gave the predicted class: where y is it, the same map
+        if same[i]:
+            assert np.array_equal(np.load(run.folder() / row[-1]), np.load(run.folder() / by_label[i + 1][-1]))
+    assert any(same)
+    label = int(predicted[1][2])
     job = start(client, run, "grad_cam", image=first_cell(client, run), class_index=label, output="true.png")
     assert job.state == "succeeded"
     explained = [line for line in log_of(job) if line.startswith("the model predicts class")]

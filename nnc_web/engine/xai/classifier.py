@@ -60,11 +60,16 @@ class ImageClassifier:
     def unit(self, image: Image.Image) -> torch.Tensor:
         """One image as the model sees it before normalisation: (3, size, size) floats in [0, 1], resized
         as the training and evaluation transform resizes (`trainer.transforms_for`)."""
-        from torchvision.transforms import v2
+        # transforms_for's ToImage + ToDtype(scale) as NumPy does them (x * float32(1/255), the same
+        # rounding, one thread: torch's small parallel ops stall on a busy machine), then its Resize.
+        rgb = np.asarray(to_channels(image, 3), dtype=np.uint8)
+        unit = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255))
+        size = [self.input_size, self.input_size]
+        if list(unit.shape[-2:]) == size:
+            return unit
+        from torchvision.transforms.v2 import functional as F
 
-        resize = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                             v2.Resize((self.input_size, self.input_size), antialias=True)])
-        return resize(to_channels(image, 3))
+        return F.resize(unit, size, antialias=True)
 
     def tensor(self, image: Image.Image) -> torch.Tensor:
         """One image as the model's normalised input (1, 3, size, size) on its device."""

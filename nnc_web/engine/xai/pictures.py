@@ -18,15 +18,15 @@ LUMA = np.array([0.2989, 0.5870, 0.1140])
 def jet(values: np.ndarray) -> np.ndarray:
     """NNC's piecewise-linear jet of [0, 1] values: dark blue, blue, cyan, yellow, red, dark red, with
     breaks at 1/8, 3/8, 5/8, 7/8 -> uint8 (..., 3)."""
-    v = np.clip(values, 0.0, 1.0)[..., None] * 4.0
-    rgb = np.clip(1.5 - np.abs(v - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
-    return np.round(rgb * 255).astype(np.uint8)
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None] * np.float32(4.0)
+    rgb = np.clip(np.float32(1.5) - np.abs(v - np.array([3.0, 2.0, 1.0], dtype=np.float32)), 0.0, 1.0)
+    return np.round(rgb * np.float32(255)).astype(np.uint8)
 
 
 def gradcam_overlay(pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """50 % jet heat map + 50 % image (NNC's Grad-CAM picture)."""
-    blended = 0.5 * jet(cam).astype(np.float64) + 0.5 * _rgb(pixels).astype(np.float64)
-    return np.round(blended).astype(np.uint8)
+    total = jet(cam).astype(np.uint16) + _rgb(pixels).astype(np.uint16)
+    return ((total + 1) // 2).astype(np.uint8)  # half of the sum, rounded half up
 
 
 def lime_picture(pixels: np.ndarray, segments: np.ndarray, kept: list[int]) -> np.ndarray:

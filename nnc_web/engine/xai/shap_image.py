@@ -5,6 +5,8 @@ interim layer (captum's LayerGradientShap) the values are the layer's, summed ov
 upsampled to the input size."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from captum.attr import GradientShap, LayerAttribution, LayerGradientShap
@@ -17,9 +19,10 @@ from nnc_web.engine.xai.seeding import seeded
 
 def expected_gradients(classifier: ImageClassifier, unit: torch.Tensor, background: torch.Tensor,
                        class_index: int, num_samples: int, batch_size: int, seed: int = 0,
-                       layer: nn.Module | None = None, reporter: Reporter | None = None) -> np.ndarray:
+                       layer: nn.Module | None = None, reporter: Reporter | None = None,
+                       on_samples: Callable[[int], None] | None = None) -> np.ndarray:
     """SHAP values (S, S), summed over channels, of `unit` (3, S, S) in [0, 1] against `background`
-    (B, 3, S, S); the draws are taken `batch_size` at a time."""
+    (B, 3, S, S); the draws are taken `batch_size` at a time (`on_samples(done)` after each)."""
     model = classifier.pixel_model()
     method = GradientShap(model) if layer is None else LayerGradientShap(model, layer)
     inputs = unit.unsqueeze(0).to(classifier.device)
@@ -33,6 +36,8 @@ def expected_gradients(classifier: ImageClassifier, unit: torch.Tensor, backgrou
             values = method.attribute(inputs, baselines=baselines, n_samples=draws, stdevs=0.0,
                                       target=class_index).detach()
             total = values * draws if total is None else total + values * draws
+            if on_samples is not None:
+                on_samples(start + draws)
     values = (total / num_samples).sum(dim=1, keepdim=True)
     if values.shape[-2:] != unit.shape[-2:]:
         values = LayerAttribution.interpolate(values, tuple(unit.shape[-2:]), interpolate_mode="bilinear")

@@ -384,3 +384,17 @@ def test_anomaly_and_tabular_endpoints(alice, client_for, anomaly_run, tabular_r
     assert wrong.status_code == 400 and "instances[1].cellar" in wrong.json()["errors"]
     heat = predict(client, tabular["id"], {"instances": [row], "parameters": {"heatmap": True}})
     assert heat.status_code == 400 and "parameters.heatmap" in heat.json()["errors"]
+
+
+def test_staff_see_endpoints_and_tokens_in_the_admin(alice, make_user, client_for, served_run):
+    client = client_for(alice)
+    endpoint = client.post("/api/endpoints/", {"run": served_run(alice).pk, "name": "seen"}, format="json").json()
+    client.post(f"/api/endpoints/{endpoint['id']}/tokens/", {"name": "cam"}, format="json")
+    staff = client_for(make_user("root", is_staff=True, is_superuser=True))
+    listing = staff.get("/admin/serving/endpoint/")
+    assert listing.status_code == 200 and b"seen" in listing.content
+    tokens = staff.get("/admin/serving/endpointtoken/")
+    assert tokens.status_code == 200 and b"cam" in tokens.content
+    page = staff.get(f"/admin/serving/endpoint/{endpoint['id']}/change/")
+    assert page.status_code == 200
+    assert staff.get("/admin/serving/endpointstats/").status_code == 200

@@ -72,6 +72,10 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
   const [message, setMessage] = useState('')
   const [opened, setOpened] = useState<number | null>(null)  // the position in page.rows of the image opened larger
   const [low, high] = m.score_range as [number, number]
+  const step = (high - low) / 1000 || 0.001
+  // The browser's range arithmetic can land a hair off its ends: at an end, the exact lowest (every
+  // image flagged) or highest score is meant.
+  const snapToEnds = (v: number) => (v - low < step / 2 ? low : high - v < step / 2 ? high : v)
 
   useEffect(() => {
     const query = new URLSearchParams({ start: String(start), limit: String(PAGE) })
@@ -108,8 +112,8 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
       <h4>Images per anomaly score <span className="muted">(blue normal, red anomalous; dashed line: threshold)</span></h4>
       <ScoreHistogram histogram={m.histogram} threshold={threshold} />
       <div className="threshold-bar">
-        <label>Threshold <input type="range" min={low} max={high} step={(high - low) / 1000 || 0.001} value={threshold}
-          onChange={(e) => setThreshold(Number(e.target.value))} data-testid="threshold-slider" /></label>
+        <label>Threshold <input type="range" min={low} max={high} step={step} value={threshold}
+          onChange={(e) => setThreshold(snapToEnds(Number(e.target.value)))} data-testid="threshold-slider" /></label>
         <code data-testid="threshold-value">{threshold.toFixed(4)}</code>
         <button className="secondary" onClick={() => setThreshold(suggested)}>Suggested</button>
         <button onClick={save} data-testid="save-threshold">Save threshold</button>

@@ -398,3 +398,44 @@ def test_staff_see_endpoints_and_tokens_in_the_admin(alice, make_user, client_fo
     page = staff.get(f"/admin/serving/endpoint/{endpoint['id']}/change/")
     assert page.status_code == 200
     assert staff.get("/admin/serving/endpointstats/").status_code == 200
+
+
+def test_the_web_process_checks_calls_and_hands_them_over_without_loading_a_model(alice, client_for, served_run,
+                                                                                  monkeypatch):
+    from nnc_web.engine.training import bundle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the web process loaded a model")
+
+    monkeypatch.setattr(bundle, "load_bundle", refuse)
+    monkeypatch.setattr(bundle, "load_file", refuse)
+
+    class Recorder:  # stands for the Redis transport: what would go to the model server
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def call(self, header: dict, body: bytes, timeout: float):
+            self.sent.append((header, body))
+            return 200, b'{"predictions": [[{"label": "owl", "score": 1.0}]]}'
+
+        def warm(self, header: dict) -> None:
+            self.sent.append(("warm", header))
+
+        def record(self, event: dict) -> None:
+            pass
+
+    recorder = Recorder()
+    monkeypatch.setattr(services, "transport", lambda: recorder)
+    client = client_for(alice)
+    run = served_run(alice)
+    endpoint = client.post("/api/endpoints/", {"run": run.pk}, format="json").json()
+    body = json.dumps({"instances": [image_instance()]}).encode()
+    answer = client.post(f"/api/endpoints/{endpoint['id']}/predict/", data=body, content_type="application/json")
+    assert answer.json() == {"predictions": [[{"label": "owl", "score": 1.0}]]}
+    (warm, first), (header, sent) = recorder.sent
+    assert warm == "warm" and first["bundle"] == str(run.folder() / "model")
+    assert header["bundle"] == str(run.folder() / "model") and header["endpoint"] == endpoint["id"]
+    assert header["limits"] == {"max_instances": 64, "max_image_bytes": 20 * 1024**2, "max_image_pixels": 25_000_000}
+    assert sent == body  # passed on as the client sent it
+    assert predict(client, endpoint["id"], {"instances": []}).status_code == 400
+    assert len(recorder.sent) == 2  # a bad call never reaches the model server

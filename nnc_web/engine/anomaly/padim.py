@@ -71,10 +71,11 @@ class Padim(AnomalyModel):
         return torch.cat([first, *[F.interpolate(f, size=grid, mode="nearest") for f in rest]], dim=1)
 
     def group(self, embedding: torch.Tensor) -> torch.Tensor:
-        """(B, D, H, W) -> (G, M, D): the vectors each Gaussian models, M per group for this batch."""
+        """(B, D, H, W) -> (G, M, D), contiguous: the vectors each Gaussian models, M per group for this
+        batch (a permuted view would send every batched product below down a path ~100x slower)."""
         b, d, h, w = embedding.shape
         if self.gaussian == "dense":
-            return embedding.flatten(2).permute(2, 0, 1)
+            return embedding.flatten(2).permute(2, 0, 1).contiguous()
         if self.gaussian == "single":
             return embedding.permute(0, 2, 3, 1).reshape(1, b * h * w, d)
         k = self.block

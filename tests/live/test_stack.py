@@ -123,7 +123,7 @@ def test_launcher_leaves_no_orphans(tmp_path, how):
     process, info = start_stack(tmp_path, free_port())
     children = list(info["pids"].values())
     web = {name for name in info["pids"] if name.startswith("daphne")}
-    assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu"} and len(web) >= 2  # web processes
+    assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu", "serving"} and len(web) >= 2
     assert all(_alive(pid) for pid in children)
     if how == "SIGTERM":
         stop_stack(process)

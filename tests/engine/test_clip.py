@@ -214,6 +214,16 @@ def test_evaluation_writes_nncs_output_and_metrics_in_query_order(tiny, tmp_path
     # What serving answers for these images is the evaluation's y'.
     served = load_clip_bundle_from(model, manifest, tmp_path).predict([Image.open(r[0]) for r in rows[1:]])
     assert np.abs(served - scores).max() < 1e-5
+    # ...and so does an endpoint's predictor, ranked labels per instance.
+    import base64
+
+    from nnc_web.engine.serving.predictor import load_predictor
+
+    predictor = load_predictor(tmp_path / "served", "cpu", runtime="torch")
+    answers = predictor.predict([{"data": base64.b64encode(Path(r[0]).read_bytes()).decode()} for r in rows[1:]])
+    for answer, expected in zip(answers, scores, strict=True):
+        by_label = {a["label"]: a["score"] for a in answer}
+        assert max(abs(by_label[name] - expected[i]) for i, name in enumerate(classes)) < 1e-5
 
 
 def load_clip_bundle_from(model, manifest, tmp_path):

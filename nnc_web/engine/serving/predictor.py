@@ -78,7 +78,7 @@ def register_predictor(architecture: str, inputs: str, load: Loader, check: Chec
 
 def _register_builtins() -> None:
     # Imported for their registrations; they import this module, so not at its top.
-    from nnc_web.engine.serving import anomaly, detection, image, tabular  # noqa: F401
+    from nnc_web.engine.serving import anomaly, clip, detection, image, tabular  # noqa: F401
 
 
 def read_manifest(folder: Path) -> dict:

@@ -49,7 +49,8 @@ def bare(train, valid) -> float:
 
 
 def ours(train, valid, workdir: Path) -> float:
-    config = TrainConfig(max_epoch=EPOCHS, batch_size=BATCH, input_size=SIZE, learning_rate=LR, train_param="all")
+    config = TrainConfig(max_epoch=EPOCHS, batch_size=BATCH, input_size=SIZE, learning_rate=LR, train_param="all",
+                         warm_up=False)  # the bare loop has no head warm-up: compare the same work
     trainer = Trainer("efficientnet_lite0", train, valid, config, workdir, ConsoleReporter(workdir, quiet=True))
     start = time.perf_counter()
     trainer.run()

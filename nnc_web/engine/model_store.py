@@ -85,10 +85,10 @@ def _clip_tower(arch_id: str) -> Callable[[], nn.Module]:
 # Grad-CAM's default layer is the candidate that localises best in a pointing game (square vs disc at a
 # random place on textured noise, a head trained on frozen ImageNet features, 60 validation images,
 # "the map is at least twice as hot inside the object's box as outside"; benchmarks/xai.py --pointing).
-# EfficientNet-Lite0 at 224 px: blocks.5 (the last 4-block inverted-residual stage, stride 32) 100 %,
-# blocks.4 92 %, blocks.6 50 %, conv_head (NNC's rule: the last convolution) 50 %, blocks.3 10 %;
-# at 128 px blocks.5 97 %, blocks.4 93 %, blocks.6 and conv_head 10 %. ResNets: layer4, the paper's
-# choice (their ImageNet weights are not on this machine to measure).
+# EfficientNet-Lite0 at 224 px, two data sets: blocks.5 (the last 4-block inverted-residual stage,
+# stride 32) 100 % and 100 %, blocks.6 50 and 90 %, conv_head (NNC's rule: the last convolution) 50 and
+# 90 %, blocks.4 92 and 73 %, blocks.3 10 and 65 %; at 128 px blocks.5 97 %, blocks.4 93 %, blocks.6 and
+# conv_head 10 % (tests/xai). ResNets: layer4, the paper's choice (no ImageNet weights here to measure).
 LITE0_GRADCAM = ("blocks.3", "blocks.4", "blocks.5", "blocks.6", "conv_head")
 RESNET_GRADCAM = ("layer2", "layer3", "layer4")
 

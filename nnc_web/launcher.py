@@ -247,11 +247,14 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
                                                 "127.0.0.1,localhost"), host]))
         worker = [sys.executable, "-m", "dramatiq", "nnc_web.jobs.tasks", "--worker-shutdown-timeout", "5000"]
         queues = ["cpu"] if gpu_worker else ["cpu", "gpu"]
+        # A worker fetches at most one message per thread (Dramatiq's default is two): a job waiting
+        # behind a busy one stays in the queue, where another worker can take it.
         stack.spawn("worker", [*worker, "--processes", str(worker_processes), "--threads",
-                               str(worker_threads), "--queues", *queues], env, marker="ready for action")
+                               str(worker_threads), "--queues", *queues],
+                    dict(env, dramatiq_queue_prefetch=str(worker_threads)), marker="ready for action")
         if gpu_worker:
             stack.spawn("worker-gpu", [*worker, "--processes", "1", "--threads", "1", "--queues", "gpu"],
-                        env, marker="ready for action")
+                        dict(env, dramatiq_queue_prefetch="1"), marker="ready for action")
         if serving:
             # Models are loaded and run here only: the web processes hand calls over through Redis.
             stack.spawn("serving", [sys.executable, "manage.py", "serve_models"], env, marker="serving ready")
@@ -300,7 +303,8 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
                 reap_lost_jobs()
                 # Queued jobs the broker lost (a restart, a failed send) go out again; the first pass
                 # (right after start-up) takes every one, later passes those queued for a while.
-                resent = resend_lost_queued(held_job_ids(broker), 0 if first_pass else 30, send)
+                held = held_job_ids(broker, silent_after_seconds=settings.NNC_HEARTBEAT_GRACE_SECONDS)
+                resent = resend_lost_queued(held, 0 if first_pass else 30, send)
                 if resent:
                     out.write(f"sent queued jobs again: {', '.join(map(str, resent))}\n")
                 first_pass = False

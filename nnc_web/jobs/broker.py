@@ -27,15 +27,31 @@ def configure_broker() -> dramatiq.Broker:
     return broker
 
 
-def held_job_ids(client, queues: tuple[str, ...] = ("cpu", "gpu"), namespace: str = "dramatiq") -> set[int]:
-    """The job ids of every message Redis holds for our queues: waiting, delayed or being worked on
-    (Dramatiq keeps a message in `<queue>.msgs` until its worker acknowledges it)."""
+def held_job_ids(client, queues: tuple[str, ...] = ("cpu", "gpu"), namespace: str = "dramatiq",
+                 silent_after_seconds: float = 60.0) -> set[int]:
+    """The job ids of the messages that Redis will still deliver or that a live worker holds: those
+    waiting in a queue (or its delay queue) and those fetched by a worker that spoke to Redis within
+    `silent_after_seconds`. A message fetched by a worker that died stays in `<queue>.msgs` and in that
+    worker's ack set, and Dramatiq gives it back only in a rare, random maintenance pass: it counts as
+    lost. (A busy worker with a full prefetch is silent too; sending its waiting job again is harmless,
+    as only one worker moves a job from queued to running.)"""
     import json
+    import time
 
+    now_ms = time.time() * 1000
+    live = {worker.decode() if isinstance(worker, bytes) else worker for worker in
+            client.zrangebyscore(f"{namespace}:__heartbeats__", now_ms - silent_after_seconds * 1000, "+inf")}
     held: set[int] = set()
     for queue in queues:
         for name in (queue, f"{queue}.DQ"):
-            for raw in client.hvals(f"{namespace}:{name}.msgs"):
+            message_ids = set(client.lrange(f"{namespace}:{name}", 0, -1))
+            for key in client.scan_iter(match=f"{namespace}:__acks__.*.{name}"):
+                worker = (key.decode() if isinstance(key, bytes) else key)[len(f"{namespace}:__acks__."):]
+                if worker[: -len(name) - 1] in live:
+                    message_ids |= set(client.smembers(key))
+            if not message_ids:
+                continue
+            for raw in client.hmget(f"{namespace}:{name}.msgs", list(message_ids)):
                 try:
                     args = json.loads(raw).get("args") or []
                     held.add(int(args[0]))

@@ -371,6 +371,29 @@ def test_queued_jobs_the_broker_lost_are_sent_again_once(alice, counting_plugin,
     assert lines(Job.objects.get(pk=lost.pk)).count("worker done") == 1
 
 
+def test_a_job_fetched_by_a_worker_that_died_counts_as_lost(alice, counting_plugin, valkey):
+    """Dramatiq keeps a fetched message in its worker's ack set and gives it back only in a rare random
+    maintenance pass: a job prefetched by a killed worker would wait for ever."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from nnc_web.jobs.broker import JobSender, held_job_ids
+
+    url, client = valkey
+    job = make_job(alice, counting_plugin)
+    JobSender(url)(job)
+    worker = RedisBroker(url=url)
+    consumer = worker.consume("cpu", prefetch=1, timeout=100)
+    fetched = next(consumer)
+    while fetched is None:
+        fetched = next(consumer)
+    assert list(fetched.args) == [job.pk] and client.llen("dramatiq:cpu") == 0  # out of the queue, into the worker
+    assert held_job_ids(client, silent_after_seconds=30) == {job.pk}  # the worker spoke just now
+    client.zadd("dramatiq:__heartbeats__", {worker.broker_id: 0})  # ... and then never again
+    assert held_job_ids(client, silent_after_seconds=30) == set()
+    assert services.resend_lost_queued(held_job_ids(client, silent_after_seconds=30), 0, JobSender(url)) == [job.pk]
+    assert held_job_ids(client, silent_after_seconds=30) == {job.pk}
+
+
 def test_extracted_sources_are_removed_when_the_job_ends(alice, client_for, tmp_path):
     from nnc_web import storage
     from tests.api.helpers import create_dataset

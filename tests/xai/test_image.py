@@ -118,6 +118,8 @@ def test_shap_is_seeded_and_smoothgrad_is_hot_on_the_object(shapes):
     assert first.shape == (SIZE, SIZE)
     assert np.array_equal(first, expected_gradients(classifier, unit, background, label, 4, 4, seed=3))
     assert not np.allclose(first, expected_gradients(classifier, unit, background, label, 4, 4, seed=4))
+    at_layer = expected_gradients(classifier, unit, background, label, 4, 4, layer=classifier.layer("blocks.4")[1])
+    assert at_layer.shape == (SIZE, SIZE) and np.abs(at_layer).max() > 0  # an interim layer, upsampled
     maps = [smoothgrad(classifier, classifier.tensor(i), y, 0.15, 6, 6) for i, y in
             zip(shapes.images[:5], shapes.labels[:5], strict=True)]
     assert np.mean([hot_inside(m, b) for m, b in zip(maps, shapes.boxes[:5], strict=True)]) >= 0.8

@@ -119,8 +119,16 @@ class Stack:
             time.sleep(0.05)
         return url
 
+    def wait_workers(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every child printed its ready marker (workers alone: there is no web server to ask)."""
+        self._wait_markers(time.monotonic() + timeout, timeout)
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
+        self._wait_markers(deadline, timeout)
+        self._wait_web(deadline)
+
+    def _wait_markers(self, deadline: float, timeout: float) -> None:
         for child in self.children:
             while not child.ready.wait(0.1):
                 if self.stopping.is_set():
@@ -129,6 +137,8 @@ class Stack:
                     raise RuntimeError(f"{child.name} exited during start-up (see var/logs/{child.name}.log)")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{child.name} did not become ready in {timeout:.0f} s")
+
+    def _wait_web(self, deadline: float) -> None:
         url = f"http://{_client_host(self.host)}:{self.port}/healthz"
         while True:
             try:
@@ -220,7 +230,8 @@ def ensure_sign_in(data_dir: Path) -> str:
 
 
 def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_worker: bool,
-        ready_file: Path | None, out: IO[str] = sys.stdout, web_processes: int = 1, serving: bool = True) -> int:
+        ready_file: Path | None, gpu_jobs_here: bool = True, out: IO[str] = sys.stdout, web_processes: int = 1, serving: bool = True,
+        workers: bool = True) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
@@ -241,18 +252,20 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
         config.broker_file().write_text(stack.redis_url)
         env = dict(os.environ, REDIS_URL=stack.redis_url, PYTHONUNBUFFERED="1",
                    DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "nnc_web.settings"),
-                   NNC_DATA_DIR=str(data_dir), dramatiq_worker_timeout="100")
+                   NNC_DATA_DIR=str(data_dir), dramatiq_worker_timeout="100",
+                   NNC_WORKER_HOST=os.environ.get("NNC_WORKER_HOST") or socket.gethostname())
         if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
             env["NNC_ALLOWED_HOSTS"] = ",".join(filter(None, [env.get("NNC_ALLOWED_HOSTS",
                                                 "127.0.0.1,localhost"), host]))
         worker = [sys.executable, "-m", "dramatiq", "nnc_web.jobs.tasks", "--worker-shutdown-timeout", "5000"]
-        queues = ["cpu"] if gpu_worker else ["cpu", "gpu"]
+        queues = ["cpu"] if gpu_worker or not gpu_jobs_here else ["cpu", "gpu"]
         # A worker fetches at most one message per thread (Dramatiq's default is two): a job waiting
         # behind a busy one stays in the queue, where another worker can take it.
-        stack.spawn("worker", [*worker, "--processes", str(worker_processes), "--threads",
-                               str(worker_threads), "--queues", *queues],
-                    dict(env, dramatiq_queue_prefetch=str(worker_threads)), marker="ready for action")
-        if gpu_worker:
+        if workers:
+            stack.spawn("worker", [*worker, "--processes", str(worker_processes), "--threads",
+                                   str(worker_threads), "--queues", *queues],
+                        dict(env, dramatiq_queue_prefetch=str(worker_threads)), marker="ready for action")
+        if workers and gpu_worker:
             stack.spawn("worker-gpu", [*worker, "--processes", "1", "--threads", "1", "--queues", "gpu"],
                         dict(env, dramatiq_queue_prefetch="1"), marker="ready for action")
         if serving:

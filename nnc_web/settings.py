@@ -34,7 +34,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "channels",
     "django_vite",
     "axes",
     "nnc_web.accounts",
@@ -44,6 +43,8 @@ INSTALLED_APPS = [
     "nnc_web.evaluations",
     "nnc_web.plugins",
     "nnc_web.serving",
+    # After our apps: our `runworker` (job workers) wins over Channels' (channel-layer consumers).
+    "channels",
 ]
 
 MIDDLEWARE = [

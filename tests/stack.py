@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_stack(data_dir: Path, port: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+def start_stack(data_dir: Path, port: int, extra_env: dict | None = None,
+                args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict]:
     """Run `manage.py runstack` in a subprocess with the real settings; wait for its ready file."""
     ready = data_dir / "ready.json"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DRAMATIQ_BROKER")}
@@ -21,7 +22,7 @@ def start_stack(data_dir: Path, port: int, extra_env: dict | None = None) -> tup
     log = open(data_dir / "launcher.log", "w")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runstack", "--port", str(port), "--ready-file", str(ready),
-         "--worker-threads", "2"],
+         "--worker-threads", "2", *args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while not ready.exists():

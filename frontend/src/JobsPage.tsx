@@ -79,7 +79,7 @@ export function JobsPage() {
       ) : (
         <table className="grid jobs-table" data-testid="jobs-list">
           <thead><tr><th>Job</th><th>Kind</th><th>Plugin</th><th>State</th><th>Progress</th><th>Created</th>
-            <th>Took</th><th>Made / worked on</th><th></th></tr></thead>
+            <th>Took</th><th>Ran on</th><th>Made / worked on</th><th></th></tr></thead>
           <tbody>{jobs.map((j) => (
             <Fragment key={j.id}>
               <tr data-testid={`job-row-${j.id}`} data-state={j.state}>
@@ -91,11 +91,12 @@ export function JobsPage() {
                 <td className="progress-cell"><JobProgress state={j.state} done={j.progress_done} total={j.progress_total} compact /></td>
                 <td>{formatDate(j.created_at)}</td>
                 <td>{duration(j)}</td>
+                <td className="job-worker" data-testid={`job-worker-${j.id}`}>{j.worker || (j.state === 'queued' ? 'waiting for a worker' : '')}</td>
                 <td><Made job={j} /></td>
                 <td><button className="secondary small" onClick={() => toggle(j.id)} aria-expanded={open.has(j.id)}
                   data-testid={`job-log-toggle-${j.id}`}>{open.has(j.id) ? 'Hide log' : 'Log'}</button></td>
               </tr>
-              {open.has(j.id) && <tr className="job-log-row"><td colSpan={9}><JobPanel jobId={j.id} untitled
+              {open.has(j.id) && <tr className="job-log-row"><td colSpan={10}><JobPanel jobId={j.id} untitled
                 onFinished={() => { if (!FINAL.includes(j.state)) load() }} /></td></tr>}
             </Fragment>
           ))}</tbody>

@@ -26,7 +26,7 @@ export interface Job {
   id: number; kind: string; plugin_id: string; title: string; params: Record<string, unknown>; state: string
   progress_done: number; progress_total: number; message: string; last_seq: number; created_at: string
   finished_at: string | null; datasets: { id: number; name: string }[]
-  started_at?: string | null; target?: JobTarget | null  // what it worked on (a run, a dataset)
+  started_at?: string | null; worker?: string; target?: JobTarget | null  // what it worked on (a run, a dataset)
 }
 
 export type JobTarget =

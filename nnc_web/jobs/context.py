@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from nnc_web.engine.safe_paths import safe_join
 from nnc_web.jobs.events import push_events, record_event, store_event
@@ -105,7 +105,7 @@ class JobContext:
             while not self._heartbeat_stop.wait(settings.NNC_HEARTBEAT_SECONDS):
                 try:
                     Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING).update(
-                        heartbeat_at=timezone.now())
+                        heartbeat_at=Now())  # the database's clock: machines' clocks may differ
                 except DatabaseError:
                     # A busy database must not end the heartbeat: the job would be reaped as lost.
                     logger.warning("heartbeat of job %s failed; retrying", self.job_id, exc_info=True)

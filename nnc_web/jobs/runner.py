@@ -8,12 +8,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from django.db import transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from nnc_web import storage
 from nnc_web.engine.errors import JobCancelled, UserError
 from nnc_web.jobs.context import JobContext
 from nnc_web.jobs.events import record_event
+from nnc_web.jobs.identity import worker_identity
 from nnc_web.jobs.models import Job
 from nnc_web.jobs.states import finish_job
 from nnc_web.plugins import registry
@@ -25,9 +26,9 @@ DISCARDED = "cancelled: what it worked on was deleted"
 
 def run_job(job_id: int) -> None:
     """The body of the worker actor: run the plugin, record the outcome, never raise."""
-    now = timezone.now()
+    # The database's clock, not this machine's: the reaper on another machine compares against it.
     started = Job.objects.filter(pk=job_id, state=State.QUEUED, cancel_requested=False).update(
-        state=State.RUNNING, started_at=now, heartbeat_at=now)
+        state=State.RUNNING, started_at=Now(), heartbeat_at=Now(), worker=worker_identity())
     if not started:
         return  # cancelled while queued, or already run by another delivery
     ctx = None

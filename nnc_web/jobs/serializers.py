@@ -15,7 +15,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "kind", "plugin_id", "title", "params", "queue", "state", "progress_done",
                   "progress_total", "message", "cancel_requested", "last_seq", "created_at", "started_at",
-                  "finished_at", "datasets", "target"]
+                  "finished_at", "worker", "datasets", "target"]
 
     def get_datasets(self, job: Job) -> list[dict]:
         return [{"id": d.id, "name": d.name} for d in sorted(job.datasets.all(), key=lambda d: d.pk)]

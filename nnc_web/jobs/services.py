@@ -10,7 +10,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import DateTimeField, ExpressionWrapper, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from nnc_web.jobs import tasks
@@ -72,7 +73,10 @@ def discard_jobs_in(owner_id: int, folder: Path) -> list[int]:
 
 def reap_lost_jobs() -> list[int]:
     """Mark running jobs whose heartbeat stopped as failed ('worker lost')."""
-    limit = timezone.now() - timedelta(seconds=settings.NNC_HEARTBEAT_GRACE_SECONDS)
+    # Against the database's clock, which also stamped the heartbeats: workers on machines whose
+    # clocks differ from this one are judged fairly.
+    limit = ExpressionWrapper(Now() - timedelta(seconds=settings.NNC_HEARTBEAT_GRACE_SECONDS),
+                              output_field=DateTimeField())
     lost = list(Job.objects.filter(state=State.RUNNING, heartbeat_at__lt=limit).values_list("pk", flat=True))
     for job_id in lost:
         if finish_job(job_id, State.FAILED, "worker lost", expect=State.RUNNING):

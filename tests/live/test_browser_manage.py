@@ -3,6 +3,7 @@ and deleting runs and projects, the Jobs page, resume only with a checkpoint, ac
 the page, and deleting a dataset that a project and its runs use."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -171,6 +172,7 @@ def test_jobs_page_resume_action_errors_and_deleting_a_used_dataset(page, tmp_pa
     done_bar = page.get_by_test_id(f"job-row-{trained['job']}").get_by_test_id("job-progress")
     expect(done_bar).to_have_attribute("aria-valuenow", "100")
     expect(page.get_by_test_id(f"job-row-{trained['job']}")).to_contain_text("transfer_learning")
+    expect(page.get_by_test_id(f"job-worker-{trained['job']}")).to_contain_text(re.compile(r" pid \d+ · (CPU|GPU)"))
     page.get_by_test_id(f"job-log-toggle-{failed['id']}").click()
     expect(jobs.get_by_test_id("job-log")).to_contain_text("error: choose the target column")
     page.screenshot(path=str(artifacts / "browser_manage_jobs.png"), full_page=True)

@@ -22,8 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--worker-processes", type=int, default=1)
         parser.add_argument("--worker-threads", type=int, default=2,
                             help="jobs run at once per process on the cpu queue")
-        parser.add_argument("--gpu-worker", choices=["on", "off"], default="on",
-                            help="a separate one-job-at-a-time worker for the gpu queue")
+        parser.add_argument("--gpu-worker", choices=["on", "off", "none"], default="on",
+                            help="on: a separate one-job-at-a-time worker for the gpu queue; off: the cpu "
+                                 "worker takes gpu jobs too; none: gpu jobs run only on `runworker` machines")
+        parser.add_argument("--no-workers", action="store_true",
+                            help="run no job workers here: jobs run on machines started with `manage.py runworker`")
         parser.add_argument("--web-processes", type=int, default=None,
                             help="Daphne processes sharing the port (default NNC_WEB_PROCESSES, else cores + 1, "
                                  "at most 4)")
@@ -33,6 +36,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         code = launcher.run(options["host"], options["port"], options["worker_processes"],
                             options["worker_threads"], options["gpu_worker"] == "on", options["ready_file"],
+                            gpu_jobs_here=options["gpu_worker"] != "none",
                             out=self.stdout._out,
-                            web_processes=options["web_processes"] or web_processes())
+                            web_processes=options["web_processes"] or web_processes(),
+                            workers=not options["no_workers"])
         raise SystemExit(code)

@@ -2,6 +2,7 @@
 # NNC Web: one script, two verbs. Every step is idempotent and skipped when already done.
 #   ./dev.sh run [--host H --port P ...]   set up, then run the studio on http://127.0.0.1:8000
 #   ./dev.sh test [pytest args...]         set up, then run every test
+#   ./dev.sh worker [--queues gpu ...]     set up Python, then run job workers only (another machine)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -67,11 +68,14 @@ case "${1:-}" in
   run)
     shift; setup
     exec .venv/bin/python manage.py runstack "$@" ;;
+  worker)
+    shift; setup_python
+    exec .venv/bin/python manage.py runworker "$@" ;;
   test)
     shift; setup; setup_browser
     log "running the tests"
     .venv/bin/ruff check .
     exec .venv/bin/python -m pytest "$@" ;;
   *)
-    echo "usage: ./dev.sh run [--host H] [--port P] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
+    echo "usage: ./dev.sh run [--host H] [--port P] | ./dev.sh test [pytest args] | ./dev.sh worker [--queues gpu]" >&2; exit 2 ;;
 esac

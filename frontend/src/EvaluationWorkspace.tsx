@@ -87,6 +87,9 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
     autoOpen.current.add(postprocess.id)
     setTab('outputs')
   }
+  // An explanation started from the table shows in its own dialog; the Outputs list has it too.
+  const explained = (postprocess: Postprocess) =>
+    setItems((prev) => [postprocess, ...(prev ?? []).filter((p) => p.id !== postprocess.id)])
   const toggleLog = (postprocess: Postprocess) => setLogs((prev) => {
     const next = new Set(prev)
     if (!next.delete(postprocess.id)) next.add(postprocess.id)
@@ -115,7 +118,8 @@ export function EvaluationWorkspace({ base, metrics, tableLabel, tableFilter, de
         {tab === 'table' && (
           <div className="card">
             <OutputTable key={tableKey} base={base} view={view.current} csvVersion={csvVersion} plugins={plugins}
-              onPlugin={onPlugin} onCsvSaved={onCsvSaved} onViewChange={(v) => { view.current = v }} />
+              onPlugin={onPlugin} onCsvSaved={onCsvSaved} onViewChange={(v) => { view.current = v }}
+              onExplained={explained} />
           </div>
         )}
         {tab === 'outputs' && (

@@ -2,13 +2,14 @@ import { useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { ContextMenu, type MenuAction, type MenuEntry } from './ContextMenu'
 import { CsvPicker } from './CsvPicker'
+import { EXPLAIN_METHODS, ExplainDialog, type ExplainRequest } from './ExplainDialog'
 import { ImageDialog } from './ImageDialog'
 import { JobPanel } from './JobPanel'
 import { NameDialog } from './NameDialog'
 import { ScoreBars } from './ResultDialog'
 import { TableFilters } from './TableFilters'
 import { parseHeader } from './nncHeader'
-import type { CellContext, CsvInfo, Plugin, TableFilter, TablePage, TableRow, TableSort } from './types'
+import type { CellContext, CsvInfo, Plugin, Postprocess, TableFilter, TablePage, TableRow, TableSort } from './types'
 import { classOf, datasetHint, filterFields, groupPlugins, makeDataset as convert, PAGE_SIZE, tableUrl, withoutCsv } from './workspace'
 
 // What the table shows; kept by the parent across remounts (tabs) and used to apply a filter from
@@ -65,11 +66,11 @@ function rowScores(page: TablePage | null, row: TableRow): number[] | null {
 // cells as thumbnails; right-click (or Shift+F10 / the menu key) on a cell opens its context menu.
 // Without view.csv it shows the first CSV of {base}/csvs/ (output_result.csv, the dataset CSV).
 export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins, onPlugin, onCsvSaved, onLoaded, onViewChange,
-  testId = 'output-table' }: {
+  onExplained, testId = 'output-table' }: {
   base: string; view?: Partial<TableView>; picker?: boolean; csvVersion?: number
   plugins: Plugin[]; onPlugin: (plugin: Plugin, context: CellContext) => void
   onCsvSaved?: (name: string) => void; onLoaded?: (page: TablePage) => void; onViewChange?: (view: TableView) => void
-  testId?: string
+  onExplained?: (postprocess: Postprocess) => void; testId?: string
 }) {
   const [csvs, setCsvs] = useState<CsvInfo[] | null>(null)
   const [csv, setCsv] = useState(view?.csv ?? '')
@@ -83,6 +84,7 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
   const [notice, setNotice] = useState<{ text: string; csv?: string } | null>(null)
   const [menu, setMenu] = useState<MenuState | null>(null)
   const [dialog, setDialog] = useState<Dialog | null>(null)
+  const [explain, setExplain] = useState<ExplainRequest | null>(null)
   const [focus, setFocus] = useState({ row: 0, col: 0 })
   const [listVersion, setListVersion] = useState(0)
   const [conversion, setConversion] = useState<{ job: number; name: string } | null>(null)
@@ -158,6 +160,16 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
     const { row, column } = state
     if (row && column !== null && page?.columns[column]?.kind === 'image' && (row.links[String(column)] || row.images[String(column)])) {
       entries.push({ type: 'item', id: 'open-image', label: 'Open image', testId: 'menu-open-image', onSelect: () => openImage(row, column) })
+      // Direct explanations of this image with the run's model, for the row's predicted class.
+      const prediction = predicted?.(row) ?? null
+      const src = row.links[String(column)] ?? row.images[String(column)]
+      for (const m of EXPLAIN_METHODS) {
+        if (!plugins.some((p) => p.id === m.id)) continue
+        entries.push({ type: 'item', id: `explain-${m.id}`, label: `Explain with ${m.label}`, testId: `menu-explain-${m.id}`,
+          onSelect: () => setExplain({ method: m.id, image: row.cells[column], src, csv,
+            predicted: prediction?.index ?? null, actual: prediction?.actual ?? null,
+            names: page?.classes ?? [] }) })
+      }
     }
     entries.push({ type: 'item', id: 'save-rows', label: 'Save these rows as CSV…', testId: 'menu-save-rows',
       onSelect: () => setDialog({ kind: 'save' }) })
@@ -331,6 +343,8 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
           initial={withoutCsv(csv)} onSubmit={makeDataset} onClose={() => setDialog(null)}
           hint={datasetHint(csv, viewFields, page)} />
       )}
+      {explain && <ExplainDialog base={base} plugins={plugins} request={explain} onQueued={onExplained}
+        onClose={() => setExplain(null)} />}
       {dialog?.kind === 'image' && (() => {
         const scores = rowScores(page, dialog.row)
         const actual = predicted?.(dialog.row)?.actual ?? undefined

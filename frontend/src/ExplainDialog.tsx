@@ -1,0 +1,110 @@
+import { useEffect, useRef, useState } from 'react'
+import { api, ApiError } from './api'
+import { JobPanel } from './JobPanel'
+import { Modal } from './Modal'
+import type { Plugin, Postprocess } from './types'
+import { FINAL_STATES, outputUrl } from './workspace'
+
+export type ExplainMethod = 'grad_cam' | 'lime_image' | 'shap_image'
+export const EXPLAIN_METHODS: { id: ExplainMethod; label: string }[] = [
+  { id: 'grad_cam', label: 'Grad-CAM' }, { id: 'lime_image', label: 'LIME' }, { id: 'shap_image', label: 'SHAP' },
+]
+
+// What a right-click on an evaluation image asks to explain: the image cell (its path as the CSV
+// has it), where to show it, the CSV it came from (SHAP's background) and the row's classes.
+export interface ExplainRequest {
+  method: ExplainMethod; image: string; src: string; csv: string
+  predicted: number | null; actual: number | null; names: string[]
+}
+
+// The single-image plugin's parameters: this run's model, the clicked image, the CSV as SHAP's
+// background, the class (-1: the plugin's "predicted"); the rest are the plugin's defaults.
+export function explainParams(plugin: Plugin, image: string, csv: string, classIndex: number | null): Record<string, unknown> {
+  const values: Record<string, unknown> = {}
+  const firstCsv = plugin.params.find((p) => p.type === 'csv')
+  if (firstCsv && csv) values[firstCsv.name] = csv
+  for (const p of plugin.params) {
+    if (p.type === 'model') values[p.name] = 'model'
+    if (p.type === 'image') values[p.name] = image
+    if (p.name === 'class_index' && classIndex !== null) values[p.name] = classIndex
+  }
+  return values
+}
+
+// Explains one evaluation image with Grad-CAM / LIME / SHAP without the Plugins menu: the job
+// starts at once, its progress shows here and the overlay opens beside the image when it ends;
+// the true class (or another method) is one click away and starts another job.
+export function ExplainDialog({ base, plugins, request, onQueued, onClose }: {
+  base: string; plugins: Plugin[]; request: ExplainRequest; onQueued?: (postprocess: Postprocess) => void; onClose: () => void
+}) {
+  const [method, setMethod] = useState<ExplainMethod>(request.method)
+  const [classIndex, setClassIndex] = useState<number | null>(request.predicted)
+  const [job, setJob] = useState<Postprocess | null>(null)
+  const [done, setDone] = useState<Postprocess | null>(null)
+  const [error, setError] = useState('')
+  const timers = useRef<number[]>([])
+  const queued = useRef(onQueued)
+  queued.current = onQueued
+  const plugin = plugins.find((p) => p.id === method)
+  const title = EXPLAIN_METHODS.find((m) => m.id === method)?.label ?? method
+  const className = (index: number | null) =>
+    index === null ? 'the predicted class' : `${index}${request.names[index] !== undefined ? `: ${request.names[index]}` : ''}`
+
+  useEffect(() => {
+    if (!plugin) { setError(`The ${title} plugin is not installed.`); return }
+    let alive = true
+    setJob(null); setDone(null); setError('')
+    api<Postprocess>(`${base}/postprocess/`, { method: 'POST',
+      body: { plugin: plugin.id, params: explainParams(plugin, request.image, request.csv, classIndex) } })
+      .then((p) => { if (!alive) return; setJob(p); queued.current?.(p) })
+      .catch((e) => { if (alive) setError((e as ApiError).message) })
+    return () => { alive = false; timers.current.forEach(clearTimeout) }
+  }, [base, plugin, classIndex, request.image, request.csv, title])
+
+  // Its outputs are recorded as the job ends: asked again briefly until they are listed.
+  const finished = async (id: number, attempt = 0) => {
+    try {
+      const r = await api<{ results: Postprocess[] }>(`${base}/postprocess/`)
+      const p = r.results.find((x) => x.id === id)
+      const pending = !p || !FINAL_STATES.includes(p.state) || (p.state === 'succeeded' && p.outputs.length === 0)
+      if (pending && attempt < 6) { timers.current.push(window.setTimeout(() => finished(id, attempt + 1), 400 * (attempt + 1))); return }
+      if (p) { setDone(p); queued.current?.(p) }  // the Outputs list shows it finished too
+    } catch (e) { setError((e as ApiError).message) }
+  }
+
+  const overlay = done?.outputs.find((o) => o.kind === 'image')
+  const other = request.actual !== null && request.actual !== classIndex ? request.actual
+    : request.predicted !== null && request.predicted !== classIndex ? request.predicted : null
+  return (
+    <Modal title={`Explain with ${title}: ${request.image}`} onClose={onClose} testId="explain-dialog" wide>
+      <p className="muted" data-testid="explain-class">
+        Class explained: {className(classIndex)}{classIndex === request.predicted ? ' (predicted)' : ''}
+        {classIndex !== null && classIndex === request.actual ? ' (true)' : ''}
+        {request.actual !== null && ` · actual ${className(request.actual)}`}
+        {request.predicted !== null && ` · predicted ${className(request.predicted)}`}</p>
+      <div className="pager">
+        {other !== null && (
+          <button type="button" className="secondary small" data-testid="explain-other-class" onClick={() => setClassIndex(other)}>
+            Explain the {other === request.actual ? 'true' : 'predicted'} class ({className(other)})</button>)}
+        {EXPLAIN_METHODS.filter((m) => m.id !== method).map((m) => (
+          <button key={m.id} type="button" className="secondary small" data-testid={`explain-switch-${m.id}`}
+            onClick={() => setMethod(m.id)}>{m.label} instead</button>))}
+      </div>
+      {error && <div className="error" role="alert">{error}</div>}
+      <div className="explain-pair" style={{ display: 'flex', gap: '1rem', alignItems: 'flex-start', flexWrap: 'wrap' }}>
+        <figure style={{ margin: 0 }}>
+          <img src={request.src} alt={request.image} data-testid="explain-image" style={{ width: 256, imageRendering: 'pixelated' }} />
+          <figcaption className="muted">the image</figcaption>
+        </figure>
+        <figure style={{ margin: 0 }}>
+          {overlay ? <img src={outputUrl(base, overlay.path)} alt={`${title} of ${request.image}`} data-testid="explain-overlay"
+            style={{ width: 256, imageRendering: 'pixelated' }} />
+            : <div className="muted" style={{ width: 256 }} data-testid="explain-pending">
+              {done ? `No picture: the job ${done.state}${done.message ? ` (${done.message})` : ''}.` : 'Explaining…'}</div>}
+          <figcaption className="muted">{title}, class {className(classIndex)}</figcaption>
+        </figure>
+      </div>
+      {job && !done && <JobPanel key={job.job} jobId={job.job} untitled onFinished={() => finished(job.id)} />}
+    </Modal>
+  )
+}

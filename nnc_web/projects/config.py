@@ -5,15 +5,24 @@ from nnc_web.engine.training.trainer import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 from nnc_web.plugins.registry import Param
 
 CONFIG_PARAMS = (
-    Param("max_epoch", "int", 10, min=1, max=10_000, help="epochs to train"),
-    Param("batch_size", "int", 32, min=1, max=4096, help="images per step"),
-    Param("optimizer", "choice", "adam", choices=OPTIMIZERS, help="adam, adamw, or sgd with momentum 0.9"),
-    Param("learning_rate", "float", 0.001, min=1e-8, max=10, help="learning rate (of the new head)"),
-    Param("schedule", "choice", "none", choices=SCHEDULES, help="learning-rate schedule"),
-    Param("augmentation", "text", "", help=f"comma-separated: {', '.join(AUGMENTATIONS)}"),
-    Param("save_best", "bool", True, help="keep the epoch with the lowest validation error"),
-    Param("seed", "int", 0, min=0, max=2**31 - 1, help="random seed"),
-    Param("device", "choice", "auto", choices=("auto", "cpu", "gpu"), help="auto: the GPU when there is one"),
+    Param("max_epoch", "int", 10, min=1, max=10_000, label="Epochs", help="epochs to train"),
+    Param("batch_size", "int", 32, min=1, max=4096, label="Batch size", help="images per step"),
+    Param("optimizer", "choice", "adam", choices=OPTIMIZERS, label="Optimizer",
+          help="adam, adamw, or sgd with momentum 0.9"),
+    Param("learning_rate", "float", 0.001, min=1e-8, max=10, label="Learning rate",
+          # The truth is in engine/training/trainer.py: last_fc_only with the feature cache fits the head
+          # by L-BFGS (linear_head.py) and uses no learning rate; `all` fine-tunes with it.
+          help="step size of the optimizer when training by gradient steps: with train_param all (fine-tuning), "
+               "the new head's rate, the backbone at a tenth of it. Not used by last_fc_only, whose head is "
+               "fitted as a logistic regression by full-batch L-BFGS (weight decay chosen on the validation "
+               "split)"),
+    Param("schedule", "choice", "none", choices=SCHEDULES, label="Learning-rate schedule",
+          help="how the learning rate changes over the epochs"),
+    Param("augmentation", "text", "", label="Augmentation", help=f"comma-separated: {', '.join(AUGMENTATIONS)}"),
+    Param("save_best", "bool", True, label="Keep the best epoch", help="keep the epoch with the lowest validation error"),
+    Param("seed", "int", 0, min=0, max=2**31 - 1, label="Random seed", help="the same seed repeats a run"),
+    Param("device", "choice", "auto", choices=("auto", "cpu", "gpu"), label="Device",
+          help="auto: the GPU when there is one"),
 )
 
 

@@ -14,6 +14,7 @@ from nnc_web.datasets.selectors import dataset_of, datasets_of
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.training.dataset_fit import (
     ANOMALY,
+    DETECTION,
     IMAGE_CLASSIFICATION,
     SEGMENTATION,
     TABULAR,
@@ -31,7 +32,8 @@ DATASET_FIELDS = ("train_dataset", "valid_dataset")
 # What each training plugin's datasets must hold: a run on the wrong kind is refused before it starts.
 TRAINING_DATA: dict[str, DatasetNeeds] = {
     "transfer_learning": IMAGE_CLASSIFICATION, "resnet50_classification": IMAGE_CLASSIFICATION,
-    "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "semantic_segmentation": SEGMENTATION}
+    "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "object_detection": DETECTION,
+    "semantic_segmentation": SEGMENTATION}
 
 
 def _project_name_error(owner, name: str, project: Project | None = None) -> str | None:
@@ -122,7 +124,10 @@ def start_run(project: Project, plugin_id: str, raw_params: dict, send: bool = T
     needed = plugin.weights(params) if plugin.weights and not errors else None
     if needed and not is_available(needed):
         field = "model" if "model" in params else "pretrained"
-        errors[field] = f"the weights of {needed} are not on this machine (manage.py import_weights {needed} <file>)"
+        # Only staff can run manage.py on the server: others are told whom to ask (issue 11, item 12).
+        remedy = (f"manage.py import_weights {needed} <file>" if project.owner.is_staff
+                  else "ask your administrator to import the weights, or choose a model whose weights are here")
+        errors[field] = f"the weights of {needed} are not on this machine ({remedy})"
     cleaned, config_errors = clean_config(project.config)
     errors.update(config_errors)
     if name is not None and (message := _run_name_error(project, str(name).strip())):

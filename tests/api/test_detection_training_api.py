@@ -47,12 +47,17 @@ def test_a_detection_run_through_the_api(alice, client_for, tmp_path):
 
 
 def test_a_classification_dataset_is_refused_by_the_detector(alice, client_for, tmp_path):
+    from nnc_web.jobs.models import Job
     from tests.api.helpers import digits_project
 
     client = client_for(alice)
-    project_id, _, _ = digits_project(client, tmp_path)
-    client.patch(f"/api/projects/{project_id}/", {"config": {"max_epoch": 1}}, format="json")
-    run = start(client, project_id, "object_detection", input_size=64)
-    assert run["state"] == "failed"
-    job = client.get(f"/api/jobs/{run['job']}/").json()
-    assert "not a detection dataset" in job["message"] and "Traceback" not in job["message"]
+    project_id, train_id, valid_id = digits_project(client, tmp_path)
+    response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "object_detection",
+                                                                 "params": {"input_size": 64}}, format="json")
+    assert response.status_code == 400  # refused at the start: no run, no job that would fail later
+    errors = response.json()["errors"]
+    assert set(errors) == {"train_dataset", "valid_dataset"}
+    assert errors["train_dataset"][0].startswith(f"train (#{train_id}) is an image-classification dataset: Object "
+                                                 f"Detection (CenterNet, offline) needs an object-detection dataset")
+    assert errors["valid_dataset"][0].endswith("None of your datasets fits yet: create one first")
+    assert not Run.objects.exists() and not Job.objects.filter(kind="training").exists()

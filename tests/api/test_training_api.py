@@ -42,6 +42,9 @@ def test_config_is_validated_per_field(project):
     assert client.get(f"/api/projects/{project_id}/").json()["config"]["max_epoch"] == 3  # unchanged
     schema = client.get("/api/projects/config-schema/").json()["results"]
     assert [p["name"] for p in schema][:4] == ["max_epoch", "batch_size", "optimizer", "learning_rate"]
+    assert [p["label"] for p in schema][:4] == ["Epochs", "Batch size", "Optimizer", "Learning rate"]
+    rate = schema[3]["help"]  # says that last_fc_only does not use it (its head is fitted by L-BFGS)
+    assert "train_param all" in rate and "Not used by last_fc_only" in rate and "L-BFGS" in rate
 
 
 def test_a_run_trains_evaluates_and_keeps_everything(project):
@@ -106,7 +109,15 @@ def test_runs_need_datasets_and_available_weights(alice, client_for, project):
     assert set(response.json()["errors"]) == {"train_dataset", "valid_dataset"}
     missing = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "transfer_learning", "params": {
         "model": "resnet50"}}, format="json")
-    assert "import_weights resnet50" in missing.json()["errors"]["model"][0]
+    message = missing.json()["errors"]["model"][0]
+    assert message == ("the weights of resnet50 are not on this machine (ask your administrator to import the "
+                       "weights, or choose a model whose weights are here)")  # no server command for a non-staff user
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    staff = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "transfer_learning", "params": {
+        "model": "resnet50"}}, format="json")
+    assert staff.json()["errors"]["model"] == [
+        "the weights of resnet50 are not on this machine (manage.py import_weights resnet50 <file>)"]
     wrong = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "image_classification"}, format="json")
     assert "plugin" in wrong.json()["errors"]
 
@@ -131,7 +142,7 @@ def test_resnet50_builtin_uses_easymaker_hyperparameters(project, tmp_path, monk
     monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
     client, project_id = project
     refused = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "resnet50_classification"}, format="json")
-    assert "import_weights resnet50" in refused.json()["errors"]["pretrained"][0]
+    assert "ask your administrator to import the weights" in refused.json()["errors"]["pretrained"][0]
     response = client.post(f"/api/projects/{project_id}/runs/", {"plugin": "resnet50_classification", "params": {
         "pretrained": False, "input_size": 32, "num_train_epochs": 1, "per_device_train_batch_size": 8,
         "logging_steps": 2}}, format="json")

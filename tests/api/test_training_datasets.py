@@ -61,6 +61,11 @@ def test_a_classifier_refuses_a_detection_dataset_and_names_those_that_fit(studi
     assert segmenter["valid_dataset"][0].startswith(
         f"boxes (#{ids['boxes']}) is an object-detection dataset (y: label grids): Semantic Segmentation")
     assert segmenter["train_dataset"][0].endswith("None of your datasets fits yet: create one first")
+    detector = start(client, project_id, "object_detection").json()["errors"]  # train: digits, valid: boxes
+    assert "valid_dataset" not in detector and detector["train_dataset"][0].startswith(
+        f"train (#{ids['train']}) is an image-classification dataset: Object Detection (CenterNet, offline) needs an "
+        f"object-detection dataset")
+    assert detector["train_dataset"][0].endswith(f"Datasets that fit: boxes (#{ids['boxes']})")
 
 
 def test_padim_refuses_grayscale_images_and_the_tabular_mlp_refuses_images(studio):

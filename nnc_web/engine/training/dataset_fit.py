@@ -15,6 +15,7 @@ class DatasetNeeds:
     y: tuple[str, ...]  # column kinds y may have
     y_optional: bool = False  # datasets without a y fit too
     channels: int | None = None  # images must have this many channels (None: any; trainers convert)
+    boxes: bool = False  # some column must hold box files (y:boxes, or #boxes beside YOLO v2 / CenterNet grids)
 
 
 IMAGE_CLASSIFICATION = DatasetNeeds("an image-classification dataset (x: image, y: label), e.g. from Image "
@@ -25,6 +26,8 @@ ANOMALY = DatasetNeeds("an image dataset of 3-channel images, labelled normal/an
                        "Anomaly detection (MVTec AD layout) or Image Classification with channel 3",
                        ("image",), ("label",), y_optional=True, channels=3)
 
+DETECTION = DatasetNeeds("an object-detection dataset (x: image, y: boxes), e.g. from COCO object detection or "
+                         "Object Detection (from Yolo v2 format)", ("image",), ("boxes", "file"), boxes=True)
 SEGMENTATION = DatasetNeeds("a segmentation dataset (x: image, y: mask), e.g. from Semantic segmentation "
                             "(EasyMaker layout)", ("image",), ("mask",))
 
@@ -62,7 +65,8 @@ def mismatch(columns: list[dict], needs: DatasetNeeds) -> str | None:
         return None
     x, y = _column(columns, "x"), _column(columns, "y")
     if x is None or x.get("kind") not in needs.x or (y is None and not needs.y_optional) \
-            or (y is not None and y.get("kind") not in needs.y):
+            or (y is not None and y.get("kind") not in needs.y) \
+            or (needs.boxes and not any(c.get("kind") == "boxes" for c in columns)):
         return f"is {kind_of(columns)}"
     if needs.channels is not None and _channels(x) not in (None, needs.channels):
         return f"has {_channels(x)}-channel images"

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'react'
 import { api, ApiError } from './api'
 import { ContextMenu, type MenuAction, type MenuEntry } from './ContextMenu'
 import { CsvPicker } from './CsvPicker'
-import { EXPLAIN_METHODS, ExplainDialog, type ExplainRequest } from './ExplainDialog'
+import { EXPLAIN_METHODS, ExplainDialog, type ExplainMethod, type ExplainRequest } from './ExplainDialog'
 import { ImageDialog } from './ImageDialog'
 import { JobPanel } from './JobPanel'
 import { NameDialog } from './NameDialog'
@@ -17,7 +17,7 @@ import { classOf, datasetHint, filterFields, groupPlugins, makeDataset as conver
 export interface TableView { csv: string; start: number; sort: TableSort | null; filter: TableFilter; threshold: string }
 
 interface MenuState { x: number; y: number; row: TableRow | null; column: number | null; from: HTMLElement | null }
-type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: string; name: string; row: TableRow }
+type Dialog = { kind: 'save' } | { kind: 'dataset' } | { kind: 'image'; src: string; name: string; row: TableRow; column: number }
 
 const MENU_KEYS = (event: React.KeyboardEvent) => event.key === 'ContextMenu' || (event.shiftKey && event.key === 'F10')
 
@@ -140,9 +140,16 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
   const hasImages = Boolean(page?.columns.some((c) => c.kind === 'image'))
   const openImage = (row: TableRow, column: number) => {
     const src = row.links[String(column)] ?? row.images[String(column)]
-    if (src) setDialog({ kind: 'image', src, name: row.cells[column], row })
+    if (src) setDialog({ kind: 'image', src, name: row.cells[column], row, column })
   }
 
+  // Direct explanations of an image cell with the run's model, for the row's predicted class.
+  const explainMethods = EXPLAIN_METHODS.filter((m) => plugins.some((p) => p.id === m.id))
+  const explainCell = (method: ExplainMethod, row: TableRow, column: number) => {
+    const prediction = predicted?.(row) ?? null
+    setExplain({ method, image: row.cells[column], src: row.links[String(column)] ?? row.images[String(column)], csv,
+      predicted: prediction?.index ?? null, actual: prediction?.actual ?? null, names: page?.classes ?? [] })
+  }
   const openMenu = (row: TableRow | null, column: number | null, x: number, y: number, from: HTMLElement | null) =>
     setMenu({ x, y, row, column, from })
   const openMenuAt = (el: HTMLElement, row: TableRow | null, column: number | null) => {
@@ -160,15 +167,9 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
     const { row, column } = state
     if (row && column !== null && page?.columns[column]?.kind === 'image' && (row.links[String(column)] || row.images[String(column)])) {
       entries.push({ type: 'item', id: 'open-image', label: 'Open image', testId: 'menu-open-image', onSelect: () => openImage(row, column) })
-      // Direct explanations of this image with the run's model, for the row's predicted class.
-      const prediction = predicted?.(row) ?? null
-      const src = row.links[String(column)] ?? row.images[String(column)]
-      for (const m of EXPLAIN_METHODS) {
-        if (!plugins.some((p) => p.id === m.id)) continue
+      for (const m of explainMethods) {
         entries.push({ type: 'item', id: `explain-${m.id}`, label: `Explain with ${m.label}`, testId: `menu-explain-${m.id}`,
-          onSelect: () => setExplain({ method: m.id, image: row.cells[column], src, csv,
-            predicted: prediction?.index ?? null, actual: prediction?.actual ?? null,
-            names: page?.classes ?? [] }) })
+          onSelect: () => explainCell(m.id, row, column) })
       }
     }
     entries.push({ type: 'item', id: 'save-rows', label: 'Save these rows as CSV…', testId: 'menu-save-rows',
@@ -351,6 +352,12 @@ export function OutputTable({ base, view, picker = true, csvVersion = 0, plugins
         return (
           <ImageDialog src={dialog.src} name={dialog.name} onClose={() => setDialog(null)}>
             {scores && <ScoreBars names={scores.map((_, i) => page?.classes?.[i] ?? String(i))} scores={scores} actual={actual} />}
+            {explainMethods.length > 0 && (
+              <div className="pager">
+                {explainMethods.map((m) => (
+                  <button key={m.id} type="button" className="secondary small" data-testid={`image-explain-${m.id}`}
+                    onClick={() => { setDialog(null); explainCell(m.id, dialog.row, dialog.column) }}>Explain with {m.label}</button>))}
+              </div>)}
           </ImageDialog>
         )
       })()}

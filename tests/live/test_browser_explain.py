@@ -52,4 +52,11 @@ def test_misclassified_image_explained_with_grad_cam_from_its_context_menu(page,
     jobs = api_call(page, "GET", f"/api/runs/{run_id}/postprocess/")["results"]
     classes = sorted(p["params"]["class_index"] for p in jobs if p["plugin_id"] == "grad_cam")
     assert len(set(classes)) == 2 and predicted in classes  # the predicted class, then the true one
+
+    # The larger image (a click on the thumbnail) offers the same three.
+    dialog.get_by_role("button", name="Close").click()
+    table.get_by_test_id(f"cell-{wrong['index']}-0").locator("img").click()
+    image_dialog = page.get_by_test_id("image-dialog")
+    for method in ("grad_cam", "lime_image", "shap_image"):
+        expect(image_dialog.get_by_test_id(f"image-explain-{method}")).to_be_visible()
     assert page.errors == []

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react'
-import { api, ApiError, formatBytes, formatDate } from './api'
+import { api, formatBytes, formatDate } from './api'
+import { DeleteDatasetDialog } from './DeleteDatasetDialog'
 import { navigate } from './hooks'
 import { shapes } from './DatasetsTab'
 import type { Dataset } from './types'
@@ -28,7 +29,7 @@ function DatasetView({ datasetId }: { datasetId: number }) {
   const [dataset, setDataset] = useState<Dataset | null>(null)
   const [page, setPage] = useState<Page | null>(null)
   const [start, setStart] = useState(0)
-  const [error, setError] = useState('')  // of an action (delete): shown on the page
+  const [deleting, setDeleting] = useState(false)  // the dialog that says which projects and runs use it
   const [loadError, setLoadError] = useState<unknown>(null)  // the dataset cannot be shown: a page with a way back
   const [analysing, setAnalysing] = useState(false)
 
@@ -44,16 +45,6 @@ function DatasetView({ datasetId }: { datasetId: number }) {
       .catch((e) => { if (live) setLoadError(e) })
     return () => { live = false }
   }, [datasetId, start])
-
-  const remove = async () => {
-    if (!dataset || !window.confirm(`Delete dataset "${dataset.name}" and its files?`)) return
-    try {
-      await api(`/api/datasets/${datasetId}/`, { method: 'DELETE' })
-      navigate('/datasets')
-    } catch (e) {
-      setError((e as ApiError).message)
-    }
-  }
 
   if (loadError) return <PageError error={loadError} back="#/datasets" backLabel="Datasets" />
   if (!dataset || !page) return <div className="page">Loading…</div>
@@ -98,9 +89,10 @@ function DatasetView({ datasetId }: { datasetId: number }) {
         <h2 data-testid="dataset-name">{dataset.name}</h2>
         <span className="spacer" />
         <a className="button" href={`/api/datasets/${datasetId}/download/`}>Download zip</a>
-        <button className="danger" onClick={remove}>Delete</button>
+        <button className="danger" onClick={() => setDeleting(true)}>Delete</button>
       </div>
-      {error && <div className="error" role="alert">{error}</div>}
+      {deleting && <DeleteDatasetDialog dataset={dataset} onClose={() => setDeleting(false)}
+        onDeleted={() => navigate('/datasets')} />}
       <p className="muted">{dataset.rows} rows · {shapes(dataset)} · {formatBytes(dataset.size_bytes)} · created {formatDate(dataset.created_at)}
         {dataset.class_names.length > 0 && <> · classes: {dataset.class_names.join(', ')}</>}</p>
       <ClassHistogram names={dataset.class_names} counts={dataset.class_counts} palette={dataset.palette}

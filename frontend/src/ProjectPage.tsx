@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from 'react'
 import { api, ApiError, formatDate } from './api'
 import { ConfirmDialog } from './ConfirmDialog'
 import { FieldError } from './FieldError'
+import { FieldLabel } from './FieldLabel'
 import { LearningCurves } from './LearningCurves'
 import { NameDialog } from './NameDialog'
 import { ParamInput, PluginForm } from './PluginForm'
@@ -145,7 +146,7 @@ export function ProjectPage({ projectId }: { projectId: number }) {
           <form onSubmit={(e) => { e.preventDefault(); save({ config }) }} className="plugin-form" data-testid="config-form">
             {fields.map((p) => (
               <div className="field" key={p.name}>
-                <label htmlFor={`param-${p.name}`} className="name">{p.name}</label>
+                <FieldLabel param={p} htmlFor={`param-${p.name}`} />
                 <ParamInput param={p} value={config[p.name]} datasets={datasets}
                   onChange={(v) => { setNotice(''); setConfig((prev) => ({ ...prev, [p.name]: v })) }} />
                 {p.help && <div className="hint">{p.help}</div>}

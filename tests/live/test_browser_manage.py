@@ -39,6 +39,11 @@ def test_runs_use_the_config_shown_each_plugin_shows_its_settings_rename_and_del
     page.goto(f"/#/projects/{project['id']}")
     form = page.get_by_test_id("config-form")
     expect(form.locator("input[name=max_epoch]")).to_be_visible()
+    # Labels are words with the parameter's name as a hint, and the help says what a setting does.
+    expect(form.locator("label[for=param-max_epoch]")).to_have_text("Epochs")
+    expect(form.locator("label[for=param-learning_rate]")).to_have_text("Learning rate")
+    expect(form.locator(".param-name", has_text="learning_rate")).to_have_count(1)
+    expect(form).to_contain_text("Not used by last_fc_only")
 
     # Each plugin's form: only the settings that apply to it.
     page.locator("select[name=training-plugin]").select_option("padim")
@@ -179,6 +184,14 @@ def test_jobs_page_resume_action_errors_and_deleting_a_used_dataset(page, tmp_pa
     page.get_by_test_id(f"job-row-{trained['job']}").get_by_role("link", name=trained["name"]).click()
     expect(page.get_by_test_id("run-title")).to_have_text(trained["name"])
 
+    # The dataset viewer's own Delete asks with the same dialog (no window.confirm); kept this time.
+    page.goto(f"/#/datasets/{trained['valid_dataset']}")
+    page.get_by_role("button", name="Delete", exact=True).click()
+    asked = page.get_by_test_id("delete-dataset-dialog")
+    expect(asked.get_by_test_id("dataset-usage")).to_contain_text("Projects: digits (validation)")
+    asked.get_by_role("button", name="Keep it").click()
+    expect(asked).to_have_count(0)
+    expect(page.get_by_test_id("dataset-name")).to_have_text("valid")
     # Deleting the validation dataset: it says who uses it, and asks; then those pages say it is gone.
     page.get_by_role("link", name="Datasets", exact=True).click()
     page.get_by_role("button", name="Delete dataset valid").click()

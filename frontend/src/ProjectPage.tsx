@@ -154,7 +154,7 @@ export function ProjectPage({ projectId }: { projectId: number }) {
               </div>
             ))}
             {plugin && unused.length > 0 && <p className="hint" data-testid="config-unused">
-              {plugin.title} does not use {unused.map((p) => p.name).join(', ')}
+              {plugin.title} does not use {unused.map((p) => p.label ?? p.name).join(', ')}
               {plugin.params.length > 0 ? ': its own settings are on the right.' : '.'}</p>}
             <button type="submit" className={dirty ? '' : 'secondary'}>Save config</button>
             {dirty && <span className="hint" data-testid="config-dirty"> Unsaved changes: <em>Run</em> saves them first.</span>}

@@ -50,7 +50,7 @@ def test_runs_use_the_config_shown_each_plugin_shows_its_settings_rename_and_del
     expect(form.locator("input[name=batch_size]")).to_be_visible()
     for name in ("max_epoch", "optimizer", "learning_rate", "schedule"):
         expect(page.locator(f"[name={name}]")).to_have_count(0)
-    expect(page.get_by_test_id("config-unused")).to_contain_text("max_epoch, optimizer, learning_rate")
+    expect(page.get_by_test_id("config-unused")).to_contain_text("Epochs, Optimizer, Learning rate")
     page.locator("select[name=training-plugin]").select_option("resnet50_classification")
     expect(page.locator("input[name=learning_rate]")).to_have_count(1)  # its own, not the project's too
     expect(page.locator("input[name=num_train_epochs]")).to_have_count(1)

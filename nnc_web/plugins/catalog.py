@@ -26,5 +26,6 @@ from nnc_web.plugins import (  # noqa: F401
     tile_images,
     transfer_learning,
     tsne,
+    why_did_it_fail,
 )
 from nnc_web.plugins.registry import PLUGINS, get  # noqa: F401

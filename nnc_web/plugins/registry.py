@@ -342,6 +342,7 @@ ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_c
          "cross_tabulation", "parameter_stats", "tsne", "scatter_plot", "tile_images", "face_evaluation",
          "grad_cam", "grad_cam_batch", "lime_image", "lime_image_batch", "lime_tabular", "lime_tabular_batch",
          "shap_image", "shap_image_batch", "shap_tabular", "shap_tabular_batch", "smoothgrad", "smoothgrad_batch",
+         "why_did_it_fail",
          "max_min_activation")
 
 

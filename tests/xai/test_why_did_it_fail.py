@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nnc_web.plugins.why_did_it_fail  # noqa: F401 - registers the plugin (catalog.py lists it once merged)
 from nnc_web.engine.xai.why import pick_rows, side_by_side
 from tests.xai.test_image_api import log_of, start, trained  # noqa: F401 - trained is a fixture
 
@@ -41,6 +40,9 @@ def test_job_writes_the_picks_and_their_pictures(trained):  # noqa: F811
     labels = np.array([int(r[y]) for r in body])
     expected = pick_rows(labels, np.array([[float(r[i]) for i in scores] for r in body]), 2)
 
+    from nnc_web.plugins.registry import ordered
+
+    assert "why_did_it_fail" in [p.id for p in ordered()]  # listed in the Plugins menu (catalog + order)
     job = start(client, run, "why_did_it_fail", per_class=2, target_layer="blocks.3")
     assert job.state == "succeeded", job.message
     assert (job.progress_done, job.progress_total) == (len(expected), len(expected))

@@ -136,8 +136,10 @@ def test_job_panel_resumes_after_dropped_connections(page, live_stack, tmp_path)
     dialog = page.get_by_role("dialog", name="Create dataset")
     dialog.locator("input[name=source]").set_input_files(str(archive))
     expect(dialog.get_by_test_id("upload-status")).to_contain_text("Uploaded many.zip", timeout=60_000)
-    dialog.locator("input[name=width]").fill("256")  # several seconds of work: the drops happen mid-run
-    dialog.locator("input[name=height]").fill("256")
+    # Enough work (720 images to 640 px) that the drops happen mid-run on a quiet machine too: at 256 px
+    # the job once ended before the first drop.
+    dialog.locator("input[name=width]").fill("640")
+    dialog.locator("input[name=height]").fill("640")
     dialog.get_by_role("button", name="Run").click()
     panel = page.get_by_test_id("job-panel")
     expect(panel.get_by_test_id("job-state")).to_have_text("running", timeout=30_000)

@@ -170,6 +170,14 @@ class Stack:
         replacement.restarts = child.restarts
         return True
 
+    def restart_dead(self) -> bool:
+        """Restart every part that died; False (and says so) when one keeps dying."""
+        dead = [c for c in self.children if not c.alive()]
+        if any(not self.restart(c) for c in dead):
+            self.out.write(f"{', '.join(c.name for c in dead)} keeps stopping; shutting down\n")
+            return False
+        return True
+
     # -- stopping ------------------------------------------------------------------------------
     def stop(self) -> None:
         self.stopping.set()
@@ -200,6 +208,13 @@ def _terminate(processes: list[subprocess.Popen], grace: float = 10.0) -> None:
             except ProcessLookupError:
                 pass
             process.wait(5)
+
+
+def reap_interval() -> float:
+    """Seconds between reaper passes: half the heartbeat grace, within 1-10 s."""
+    from django.conf import settings
+
+    return min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
 
 
 def _client_host(host: str) -> str:
@@ -303,11 +318,9 @@ def run(host: str, port: int, worker_processes: int, worker_threads: int, gpu_wo
     first_pass = True
     code = 0
     next_reap = next_prune = 0.0
-    reap_every = min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
+    reap_every = reap_interval()
     while not stack.stopping.wait(0.5):
-        dead = [c for c in stack.children if not c.alive()]
-        if any(not stack.restart(c) for c in dead):
-            out.write(f"{', '.join(c.name for c in dead)} keeps stopping; shutting down\n")
+        if not stack.restart_dead():
             code = 1
             break
         if time.monotonic() >= next_reap:

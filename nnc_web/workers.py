@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from nnc_web import config
-from nnc_web.launcher import Stack, redis_ping
+from nnc_web.launcher import Stack, reap_interval, redis_ping
 
 
 def worker_commands(queues: list[str], processes: int, threads: int, gpu_ids: list[str] | None,
@@ -34,11 +34,9 @@ def worker_commands(queues: list[str], processes: int, threads: int, gpu_ids: li
 
 def run_workers(queues: list[str], processes: int, threads: int, gpu_ids: list[str] | None,
                 out: IO[str] = sys.stdout, ready_file: Path | None = None) -> int:
-    from django.conf import settings
-
     from nnc_web.jobs.services import reap_lost_jobs
 
-    url = os.environ.get("REDIS_URL") or config.redis_url()
+    url = config.redis_url()
     if not url:
         out.write("runworker needs REDIS_URL: the studio's broker (see README, More machines)\n")
         return 2
@@ -67,13 +65,11 @@ def run_workers(queues: list[str], processes: int, threads: int, gpu_ids: list[s
                                               "pids": {c.name: c.process.pid for c in stack.children}}))
         next_reap = 0.0
         while not stack.stopping.wait(0.5):
-            dead = [c for c in stack.children if not c.alive()]
-            if any(not stack.restart(c) for c in dead):
-                out.write(f"{', '.join(c.name for c in dead)} keeps stopping; shutting down\n")
+            if not stack.restart_dead():
                 code = 1
                 break
             if time.monotonic() >= next_reap:  # every machine reaps: the update is conditional
-                next_reap = time.monotonic() + min(10.0, max(1.0, settings.NNC_HEARTBEAT_GRACE_SECONDS / 2))
+                next_reap = time.monotonic() + reap_interval()
                 try:
                     reap_lost_jobs()
                 except Exception as exc:  # noqa: BLE001 - a busy database must not stop the workers

@@ -11,13 +11,15 @@ const datasetFile = (dataset: number, cell: string, thumb: boolean) =>
 
 // The evaluation's image grid: each image (right or wrong, actual → predicted, its score) opens
 // larger with every class's score; Previous / Next walk through the grid.
-export function ResultGrid({ rows, dataset, names }: { rows: ClassifiedRow[]; dataset: number; names: string[] }) {
+export function ResultGrid({ rows, dataset, names, busy = false }: {
+  rows: ClassifiedRow[]; dataset: number; names: string[]; busy?: boolean
+}) {
   const [opened, setOpened] = useState<number | null>(null)
   useEffect(() => setOpened(null), [rows])
   const row = opened === null ? null : rows[opened]
   return (
     <>
-      <div className="result-grid" data-testid="result-rows">
+      <div className="result-grid" data-testid="result-rows" aria-busy={busy}>
         {rows.map((r, position) => (
           <figure key={r.index} className={r.label === r.predicted ? 'ok' : 'wrong'} data-row={r.index}>
             {r.image

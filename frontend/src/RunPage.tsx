@@ -12,6 +12,7 @@ import { ResultGrid, type ClassifiedRow } from './ResultGrid'
 import type { ExternalFilter, Job, JobEvent, Run, TableFilter } from './types'
 import { ClassHistogram } from './BoxedImage'
 import { AnomalyEvaluation } from './AnomalyEvaluation'
+import { PredictionEvaluation } from './PredictionEvaluation'
 import { EvaluationWorkspace } from './EvaluationWorkspace'
 import { ServeButtons } from './EndpointsList'
 
@@ -113,6 +114,7 @@ export function RunPage({ runId }: { runId: number }) {
             {run.metrics.accuracy !== undefined && <Evaluation run={run} imagesGone={validGone}
               onFilter={(filter, show) => setTableFilter({ filter, show })} />}
             {run.metrics.rmse !== undefined && <RegressionEvaluation run={run} />}
+            {['detection', 'segmentation'].includes(run.metrics.kind) && <PredictionEvaluation run={run} />}
           </>} />
       )}
       {dialog === 'rename' && <NameDialog title={`Rename ${run.name ?? `run ${run.id}`}`} label="New name"
@@ -135,17 +137,24 @@ function Evaluation({ run, onFilter, imagesGone = false }: {
   const m = run.metrics
   const names: string[] = m.class_names
   const [filter, setFilter] = useState<{ actual?: number; predicted?: number; misclassified?: boolean }>({})
-  const [page, setPage] = useState<ResultPage | null>(null)
   const [start, setStart] = useState(0)
+  const query = new URLSearchParams({ start: String(start), limit: '40' })
+  if (filter.actual !== undefined) query.set('actual', String(filter.actual))
+  if (filter.predicted !== undefined) query.set('predicted', String(filter.predicted))
+  if (filter.misclassified) query.set('misclassified', '1')
+  const wanted = `/api/runs/${run.id}/results/?${query}`
+  // The page remembers which request it answers: until the latest choice's answer is in, the grid is
+  // marked busy, and a slower answer to an earlier click never replaces it.
+  const [shown, setShown] = useState<{ url: string; page: ResultPage | null } | null>(null)
+  const page = shown?.page ?? null
 
   useEffect(() => {
-    const query = new URLSearchParams({ start: String(start), limit: '40' })
-    if (filter.actual !== undefined) query.set('actual', String(filter.actual))
-    if (filter.predicted !== undefined) query.set('predicted', String(filter.predicted))
-    if (filter.misclassified) query.set('misclassified', '1')
     if (imagesGone) return  // the rows are the validation dataset's: nothing to page through
-    api<ResultPage>(`/api/runs/${run.id}/results/?${query}`).then(setPage).catch(() => setPage(null))
-  }, [run.id, filter, start, imagesGone])
+    let latest = true
+    api<ResultPage>(wanted).then((p) => { if (latest) setShown({ url: wanted, page: p }) })
+      .catch(() => { if (latest) setShown({ url: wanted, page: null }) })
+    return () => { latest = false }
+  }, [wanted, imagesGone])
 
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
   const choose = (f: typeof filter) => { setStart(0); setFilter(f); onFilter(f, false) }
@@ -184,7 +193,7 @@ function Evaluation({ run, onFilter, imagesGone = false }: {
         <button className="secondary" onClick={() => onFilter(filter, true)} data-testid="open-in-table"
           title="The Output result table with every column, sortable, with the context menu">Open in the Output result table</button>
       </div>
-      {page && <ResultGrid rows={page.rows} dataset={page.dataset} names={names} />}
+      {page && <ResultGrid rows={page.rows} dataset={page.dataset} names={names} busy={shown?.url !== wanted} />}
       {!imagesGone && <Extremes run={run} names={names} />}
     </div>
   )

@@ -352,7 +352,10 @@ def test_run_page_exports_filters_images_and_log_times(page, tmp_path, artifacts
     expect(wrong).to_have_attribute("aria-pressed", "true")
     expect(every).to_have_attribute("aria-pressed", "false")
     every.click()
-    figure = page.get_by_test_id("result-rows").locator("figure").first
+    expect(every).to_have_attribute("aria-pressed", "true")
+    grid = page.get_by_test_id("result-rows")
+    expect(grid).to_have_attribute("aria-busy", "false")  # the grid shows every row again, not the last filter's
+    figure = grid.locator("figure").first
     caption = figure.locator("figcaption").inner_text()
     figure.locator("button.figure-open").click()
     dialog = page.get_by_test_id("result-dialog")

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
@@ -114,28 +115,43 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as handle:
-        return handle.read().split()[2] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except OSError:
+        return False
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_launcher_leaves_no_orphans(tmp_path, how):
-    process, info = start_stack(tmp_path, free_port())
-    children = list(info["pids"].values())
-    web = {name for name in info["pids"] if name.startswith("daphne")}
-    assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu", "serving"} and len(web) >= 2
-    assert all(_alive(pid) for pid in children)
-    if how == "SIGTERM":
-        stop_stack(process)
-        assert process.returncode == 0
-    else:
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-    deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (the launcher's children, their workers, pools and servers)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+    except OSError:
+        return "?"
+
+
+def assert_none_left(pids: set[int], timeout: float = 20) -> None:
+    """No process is left behind (the children die with their parent, however it ended)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children)
-    assert not (tmp_path / "run" / "redis_url").exists() or how == "SIGKILL"
+    left = {pid: _command(pid) for pid in pids if _alive(pid)}
+    assert not left, left
 
 
 def test_run_plugin_wait_uses_the_running_studio(live_stack, live_client, tmp_path):
@@ -243,8 +259,15 @@ def test_a_crashed_broker_or_web_server_is_restarted_and_work_goes_on(tmp_path):
             "source": upload["id"], "width": 8, "height": 8}}).json()
         wait_for(lambda: client.get(f"/api/jobs/{job['id']}/").json()["state"] == "succeeded", timeout=60,
                  message="the workers did not take jobs after the broker came back")
+        children = descendants(process.pid)
+        web = {name for name in info["pids"] if name.startswith("daphne")}
+        assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu", "serving"} and len(web) >= 2
+        assert len(children) > len(info["pids"])  # the workers' own processes too
     finally:
         stop_stack(process)
+    assert process.returncode == 0  # a clean Ctrl-C (SIGTERM) ...
+    assert_none_left(children)  # ... leaves no process, the restarted broker and web server included
+    assert not (tmp_path / "run" / "redis_url").exists()
 
 
 def test_a_studio_killed_mid_run_leaves_no_job_running_or_stuck_after_restart(tmp_path):
@@ -277,10 +300,11 @@ def test_a_studio_killed_mid_run_leaves_no_job_running_or_stuck_after_restart(tm
                              for e in client.get(f"/api/jobs/{first['job']}/events/").json()["events"]),
                  message="the first run never finished an epoch")
         assert client.get(f"/api/jobs/{second['job']}/").json()["state"] == "queued"
+        children = descendants(process.pid)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-    time.sleep(2)  # the children die with their parent (PR_SET_PDEATHSIG)
+    assert_none_left(children)  # every child dies with the launcher (PR_SET_PDEATHSIG), the training one too
     (tmp_path / "ready.json").unlink()
     process, info = start_stack(tmp_path, free_port(), grace)
     try:

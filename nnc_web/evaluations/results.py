@@ -5,9 +5,12 @@ import csv
 
 from django.http import Http404
 
+from nnc_web.datasets.palette import palette
 from nnc_web.engine.anomaly.data import anomaly_label, normal_label
+from nnc_web.engine.errors import UserError
 from nnc_web.engine.imaging import IMAGE_SUFFIXES
 from nnc_web.engine.nnc_csv import parse_header_cell, read_table
+from nnc_web.engine.safe_paths import safe_join
 from nnc_web.projects.models import Run
 
 
@@ -37,10 +40,46 @@ def anomaly_rows(run: Run, start: int, limit: int, threshold: float | None, flag
     return result
 
 
+def _boxes(text: str, scored: bool) -> list[dict]:
+    """`class cx cy w h` lines (normalised; predictions add the score), best score first."""
+    boxes = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != (6 if scored else 5):
+            raise ValueError(line)
+        box = {"cls": int(parts[0]), "cx": float(parts[1]), "cy": float(parts[2]), "w": float(parts[3]),
+               "h": float(parts[4])}
+        if scored:
+            box["score"] = float(parts[5])
+        boxes.append(box)
+    return sorted(boxes, key=lambda b: -b["score"]) if scored else boxes
+
+
+def _detection_boxes(run: Run, entry: dict) -> None:
+    """Adds the truth and predicted boxes of a page row (every kept box with its score, so the UI's
+    threshold slider re-draws them without asking again), or `problem`: what is wrong with its files."""
+    from nnc_web.datasets.services import dataset_file
+
+    try:
+        entry["truth_boxes"] = _boxes(dataset_file(run.valid_dataset, entry["truth"]).read_text(), scored=False)
+    except (UserError, OSError, ValueError):
+        entry["truth_boxes"], entry["problem"] = [], (
+            f"its truth boxes file {entry['truth'].removeprefix('./')} is missing or not `class cx cy w h` lines")
+    try:
+        entry["boxes"] = _boxes(safe_join(run.folder(), entry["predicted"]).read_text(), scored=True)
+    except (UserError, OSError, ValueError):
+        entry["boxes"], entry["problem"] = [], (
+            f"its predicted boxes file {entry['predicted']} is missing or damaged: evaluate the run again")
+
+
 def prediction_rows(run: Run, start: int, limit: int) -> dict:
     """Detection / segmentation rows, worst first (#errors: wrong and missed boxes at the threshold;
     #pixel_error: the share of wrong pixels): the image and truth cells of the validation dataset, the
-    predicted file under the run's folder (boxes: `class cx cy w h score` lines; masks: a class-id PNG)."""
+    predicted file under the run's folder (boxes: `class cx cy w h score` lines; masks: a class-id PNG).
+    Detection rows also carry their truth and predicted boxes as JSON (`truth_boxes`, `boxes`: every box
+    the evaluation kept, down to `min_score`, with its score)."""
     header, rows = read_table(run.folder() / "output_result.csv")
     names = [parse_header_cell(c).name for c in header]
     kind = run.metrics["kind"]
@@ -48,13 +87,23 @@ def prediction_rows(run: Run, start: int, limit: int) -> dict:
     predicted = names.index("y'")
     error = header.index("#errors" if kind == "detection" else "#pixel_error")
     _, source = read_table(run.valid_dataset.csv_path())  # same order: evaluation keeps the rows' order
+    if len(source) != len(rows):
+        raise UserError("the validation dataset no longer matches this evaluation: evaluate the run again")
     x = names.index("x")
     order = sorted(range(len(rows)), key=lambda i: -float(rows[i][error]))
     page = [{"index": i, "image": source[i][x], "truth": source[i][truth], "error": float(rows[i][error]),
              "predicted": rows[i][predicted].removeprefix("./")} for i in order[start:start + limit]]
-    return {"total": len(rows), "start": start, "rows": page, "dataset": run.valid_dataset_id, kind: True,
-            "threshold": run.metrics.get("threshold"), "class_names": run.metrics.get("class_names"),
-            "next": start + limit if start + limit < len(rows) else None}
+    class_names = run.metrics.get("class_names") or []
+    result = {"total": len(rows), "start": start, "rows": page, "dataset": run.valid_dataset_id, kind: True,
+              "threshold": run.metrics.get("threshold"), "class_names": class_names,
+              "palette": palette(len(class_names)), "next": start + limit if start + limit < len(rows) else None}
+    if kind == "detection":
+        from nnc_web.engine.detection_training.evaluation import KEEP_SCORE
+
+        for entry in page:
+            _detection_boxes(run, entry)
+        result["min_score"] = KEEP_SCORE
+    return result
 
 
 def result_rows(run: Run, start: int, limit: int, actual: int | None, predicted: int | None,

@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useState } from 'react'
 import { api, ApiError } from './api'
+import { useExplainMenu } from './ExplainDialog'
 import { FilterButton } from './FilterButton'
 import { parseHeader } from './nncHeader'
 import { ResultDialog } from './ResultDialog'
@@ -12,6 +13,8 @@ interface AnomalyPage {
 }
 
 const PAGE = 40
+export const UNEXPLAINABLE = 'Grad-CAM, LIME and SHAP explain a classifier\'s class scores; an anomaly model has none: ' +
+  'its anomaly map (open the image larger) shows where the image differs from the normal ones'
 const COLOURS = { normal: '#1f77b4', anomalous: '#d62728', all: '#7f7f7f' }
 
 function counts(scores: number[], labels: number[] | null, threshold: number) {
@@ -98,6 +101,9 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
   }
   const fileUrl = (relative: string) => `/api/runs/${run.id}/files/${relative}`
   const choose = (f: typeof filter) => { setStart(0); setFilter(f); setOpened(null) }
+  // Right-click an image: the Explain items are there as in a classifier's evaluation, disabled with
+  // the reason (Grad-CAM, LIME and SHAP explain a class score; these models have none).
+  const menu = useExplainMenu({ base: `/api/runs/${run.id}`, names: [], unavailable: UNEXPLAINABLE })
 
   return (
     <div className="card" data-testid="anomaly-evaluation">
@@ -144,7 +150,10 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
             const flagged = r.score >= threshold
             const verdict = r.label == null ? '' : (r.label === 1) === flagged ? 'ok' : 'wrong'
             return (
-              <figure key={r.index} className={`${verdict} ${flagged ? 'flagged' : 'passed'}`} data-row={r.index}>
+              <figure key={r.index} className={`${verdict} ${flagged ? 'flagged' : 'passed'}`} data-row={r.index}
+                onContextMenu={(e) => menu.onContextMenu(e, { image: r.image, src: '', predicted: null, actual: null },
+                  [{ type: 'item', id: 'open', label: 'Open larger, with its anomaly map', testId: 'menu-open-image',
+                    onSelect: () => setOpened(position) }])}>
                 <button type="button" className="figure-open" onClick={() => setOpened(position)}
                   title="Open larger, with its score" aria-label={`Open row ${r.index} larger`}>
                   <img className="heat" src={fileUrl(r.heatmap)} alt={r.image} /></button>
@@ -160,6 +169,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
           onPrevious={opened > 0 ? () => setOpened(opened - 1) : undefined}
           onNext={opened < page.rows.length - 1 ? () => setOpened(opened + 1) : undefined} />
       )}
+      {menu.node}
       <h4>Most anomalous images</h4>
       <img className="tile" src={fileUrl('most_anomalous.png')} alt="most anomalous images" data-testid="most-anomalous" />
     </div>

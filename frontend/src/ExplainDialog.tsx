@@ -1,5 +1,6 @@
-import { useEffect, useRef, useState } from 'react'
+import { useEffect, useRef, useState, type ReactNode } from 'react'
 import { api, ApiError } from './api'
+import { ContextMenu, type MenuEntry } from './ContextMenu'
 import { JobPanel } from './JobPanel'
 import { Modal } from './Modal'
 import type { Plugin, Postprocess } from './types'
@@ -107,4 +108,87 @@ export function ExplainDialog({ base, plugins, request, onQueued, onClose }: {
       {job && !done && <JobPanel key={job.job} jobId={job.job} untitled onFinished={() => finished(job.id)} />}
     </Modal>
   )
+}
+
+// The post-processing plugins, fetched once per page load (every image menu of the run page asks).
+let pluginList: Promise<Plugin[]> | null = null
+export function postprocessPlugins(): Promise<Plugin[]> {
+  pluginList ??= api<{ results: Plugin[] }>('/api/plugins/?kind=postprocess')
+    .then((r) => r.results.filter((p) => p.kind === 'postprocess'))
+    .catch((e) => { pluginList = null; throw e })
+  return pluginList
+}
+
+// An evaluation image to explain: its cell as the evaluation CSV has it, its full-size URL and
+// the row's classes (null where unknown).
+export interface ExplainTarget { image: string; src: string; predicted: number | null; actual: number | null }
+
+// A contextmenu event that the keyboard fired (the menu key, Shift+F10): Chromium gives button -1,
+// the spec a PointerEvent without a pointer type, older browsers (0, 0).
+function fromKeyboard(event: React.MouseEvent): boolean {
+  const native = event.nativeEvent as MouseEvent & { pointerType?: string }
+  return native.button === -1 || native.pointerType === '' || (event.clientX === 0 && event.clientY === 0)
+}
+
+interface MenuAt { x: number; y: number; target: ExplainTarget; extra: MenuEntry[]; from: HTMLElement | null }
+
+// The right-click menu of an evaluation image outside the Output result table (the run page's grid,
+// the most / least activating images, Why did it fail's picks): Explain with Grad-CAM / LIME / SHAP
+// opens ExplainDialog beside the image, for the row's predicted class (the true one a click away).
+// `unavailable`: why this run's images cannot be explained (an anomaly model): the items show it,
+// disabled. `node` (the menu and the dialog) goes anywhere in the caller's tree.
+export function useExplainMenu({ base, names, csv = 'output_result.csv', unavailable }: {
+  base: string; names: string[]; csv?: string; unavailable?: string
+}): {
+  onContextMenu: (event: React.MouseEvent<HTMLElement>, target: ExplainTarget, extra?: MenuEntry[]) => void
+  openAt: (el: HTMLElement, target: ExplainTarget, extra?: MenuEntry[]) => void
+  explain: (method: ExplainMethod, target: ExplainTarget) => void
+  node: ReactNode
+} {
+  const [plugins, setPlugins] = useState<Plugin[] | null>(null)
+  const [failed, setFailed] = useState('')
+  const [menu, setMenu] = useState<MenuAt | null>(null)
+  const [request, setRequest] = useState<ExplainRequest | null>(null)
+  useEffect(() => {
+    if (unavailable) return
+    let alive = true
+    postprocessPlugins().then((p) => { if (alive) setPlugins(p) })
+      .catch((e) => { if (alive) setFailed((e as ApiError).message) })
+    return () => { alive = false }
+  }, [unavailable])
+
+  const openAt = (el: HTMLElement, target: ExplainTarget, extra: MenuEntry[] = []) => {
+    const rect = el.getBoundingClientRect()
+    setMenu({ x: rect.left + 8, y: rect.bottom, target, extra, from: el })
+  }
+  const onContextMenu = (event: React.MouseEvent<HTMLElement>, target: ExplainTarget, extra: MenuEntry[] = []) => {
+    event.preventDefault()
+    // Focus goes back to the image's own button once the menu closes.
+    const from = (event.target as HTMLElement).closest<HTMLElement>('button, [tabindex]') ?? event.currentTarget
+    if (fromKeyboard(event)) openAt(from, target, extra)
+    else setMenu({ x: event.clientX, y: event.clientY, target, extra, from })
+  }
+  const close = () => {
+    const from = menu?.from
+    setMenu(null)
+    if (from && document.contains(from)) from.focus()
+  }
+
+  const explain = (method: ExplainMethod, target: ExplainTarget) => setRequest({ method, ...target, csv, names })
+  const entries = (at: MenuAt): MenuEntry[] => [...at.extra, ...EXPLAIN_METHODS.map((m): MenuEntry => {
+    const installed = plugins?.some((p) => p.id === m.id) ?? false
+    const why = unavailable ? '' : failed ? ` (plugins: ${failed})` : plugins === null ? ' (loading…)' : installed ? '' : ' (not installed)'
+    return { type: 'item', id: `explain-${m.id}`, label: `Explain with ${m.label}${why}`,
+      testId: `menu-explain-${m.id}`, disabled: Boolean(unavailable || why),
+      onSelect: () => explain(m.id, at.target) }
+  }), ...(unavailable ? [{ type: 'item', id: 'explain-unavailable', label: unavailable, testId: 'menu-explain-unavailable',
+    disabled: true, onSelect: () => undefined } as MenuEntry] : [])]
+
+  const node = <>
+    {menu && <ContextMenu x={menu.x} y={menu.y} label="Image actions" testId="context-menu" entries={entries(menu)}
+      onClose={close} />}
+    {request && plugins && <ExplainDialog key={`${request.image}/${request.method}`} base={base} plugins={plugins}
+      request={request} onClose={() => setRequest(null)} />}
+  </>
+  return { onContextMenu, openAt, explain, node }
 }

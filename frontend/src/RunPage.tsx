@@ -15,6 +15,8 @@ import { AnomalyEvaluation } from './AnomalyEvaluation'
 import { PredictionEvaluation } from './PredictionEvaluation'
 import { EvaluationWorkspace } from './EvaluationWorkspace'
 import { ServeButtons } from './EndpointsList'
+import { useExplainMenu } from './ExplainDialog'
+import { WhyDidItFail } from './WhyDidItFail'
 
 type ResultRow = ClassifiedRow
 interface ResultPage { total: number; start: number; rows: ResultRow[]; dataset: number; next: number | null }
@@ -147,11 +149,16 @@ function Evaluation({ run, onFilter, imagesGone = false }: {
   // marked busy, and a slower answer to an earlier click never replaces it.
   const [shown, setShown] = useState<{ url: string; page: ResultPage | null } | null>(null)
   const page = shown?.page ?? null
+  const [images, setImages] = useState(false)  // an image classifier's rows: Why did it fail applies
 
   useEffect(() => {
     if (imagesGone) return  // the rows are the validation dataset's: nothing to page through
     let latest = true
-    api<ResultPage>(wanted).then((p) => { if (latest) setShown({ url: wanted, page: p }) })
+    api<ResultPage>(wanted).then((p) => {
+      if (!latest) return
+      setShown({ url: wanted, page: p })
+      if (p.rows.length) setImages(Boolean(p.rows[0].image))  // kept while a filter matches no rows
+    })
       .catch(() => { if (latest) setShown({ url: wanted, page: null }) })
     return () => { latest = false }
   }, [wanted, imagesGone])
@@ -193,33 +200,50 @@ function Evaluation({ run, onFilter, imagesGone = false }: {
         <button className="secondary" onClick={() => onFilter(filter, true)} data-testid="open-in-table"
           title="The Output result table with every column, sortable, with the context menu">Open in the Output result table</button>
       </div>
-      {page && <ResultGrid rows={page.rows} dataset={page.dataset} names={names} busy={shown?.url !== wanted} />}
+      {page && <ResultGrid rows={page.rows} dataset={page.dataset} names={names} busy={shown?.url !== wanted}
+        base={`/api/runs/${run.id}`} />}
       {!imagesGone && <Extremes run={run} names={names} />}
+      {!imagesGone && images && <WhyDidItFail base={`/api/runs/${run.id}`} names={names} />}
     </div>
   )
 }
 
 // Per class, the images of that class the model scores highest and lowest: the lowest are where
-// label errors hide (as in the MATLAB max/min-activating walkthrough).
+// label errors hide (as in the MATLAB max/min-activating walkthrough). A click or right-click on one
+// offers Explain with Grad-CAM / LIME / SHAP.
 function Extremes({ run, names }: { run: Run; names: string[] }) {
   const [rows, setRows] = useState<ResultRow[]>([])
   const [dataset, setDataset] = useState(0)
+  const menu = useExplainMenu({ base: `/api/runs/${run.id}`, names })
   useEffect(() => {
     api<ResultPage>(`/api/runs/${run.id}/results/?limit=500`).then((p) => { setRows(p.rows); setDataset(p.dataset) }).catch(() => undefined)
   }, [run.id])
   if (!rows.length || !rows[0].image) return null
   const byIndex = new Map(rows.map((r) => [r.index, r]))
+  const thumb = (kind: 'most' | 'least', c: number, i: number) => {
+    const r = byIndex.get(i)
+    if (!r?.image) return null
+    const target = { image: r.image, src: fileUrl(dataset, r.image, false), predicted: r.predicted, actual: r.label }
+    return (
+      <button key={`${kind}${i}`} type="button" className="explain-thumb" aria-haspopup="menu" data-row={i}
+        data-testid={`extreme-${kind}-${c}-${i}`} onClick={(e) => menu.openAt(e.currentTarget, target)}
+        onContextMenu={(e) => menu.onContextMenu(e, target)}
+        title={`row ${i}: ${names[r.label]} → ${names[r.predicted]} (${((r.score ?? 0) * 100).toFixed(0)}%); click to explain`}
+        aria-label={`Explain row ${i}`}>
+        <img className="thumb" src={fileUrl(dataset, r.image)} alt="" /></button>)
+  }
   return (
     <div data-testid="extremes">
-      <h4>Most and least activating images per class</h4>
+      <h4>Most and least activating images per class <span className="muted">(click or right-click one to explain it)</span></h4>
       {run.metrics.activation_extremes.map((e: any) => (
         <div key={e.class} className="extremes-row">
           <strong>{names[e.class]}</strong>
           <span className="muted">most</span>
-          {e.most.map((i: number) => byIndex.get(i) && <img key={`m${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image!)} alt="" />)}
+          {e.most.map((i: number) => thumb('most', e.class, i))}
           <span className="muted">least</span>
-          {e.least.map((i: number) => byIndex.get(i) && <img key={`l${i}`} className="thumb" src={fileUrl(dataset, byIndex.get(i)!.image!)} alt="" />)}
+          {e.least.map((i: number) => thumb('least', e.class, i))}
         </div>))}
+      {menu.node}
     </div>
   )
 }

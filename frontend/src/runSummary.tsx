@@ -5,14 +5,15 @@ const num = (v: unknown) => (typeof v === 'number' ? v.toFixed(4) : '—')
 const setting = (v: unknown) => (typeof v === 'boolean' ? (v ? 'on' : 'off') : v === '' || v === null ? 'none' : String(v))
 
 // The settings a run was trained with (its plugin's parameters, then the project-config settings
-// that plugin reads), each under its own name.
+// that plugin reads), each under the form's words for it (its name on hover).
 export function RunSettings({ run }: { run: Run }) {
   const settings = Object.entries(run.settings ?? run.params)
   const deleted = Object.entries(run.deleted_datasets ?? {})
   return (
     <div className="run-settings" data-testid="run-settings">
       {settings.map(([name, value]) => (
-        <span key={name} className="setting" data-setting={name}><span className="muted">{name}</span> {setting(value)}</span>))}
+        <span key={name} className="setting" data-setting={name} title={name}>
+          <span className="muted">{run.setting_labels?.[name] ?? name}</span> {setting(value)}</span>))}
       {deleted.map(([field, name]) => (
         <span key={field} className="setting deleted">{field === 'train_dataset' ? 'training' : 'validation'} dataset “{name}” deleted</span>))}
     </div>

@@ -56,6 +56,7 @@ export interface Run {
   created_at: string
   name?: string; project_name?: string; can_resume?: boolean; deleted_datasets?: DeletedDatasets
   settings?: Record<string, unknown>  // its plugin's parameters and the config settings that plugin reads
+  setting_labels?: Record<string, string>  // the forms' words for those settings (where they have them)
 }
 
 // The Evaluation workspace of a run or dataset: every endpoint below lives under a base,

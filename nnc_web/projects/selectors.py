@@ -40,6 +40,16 @@ def run_settings(run: Run) -> dict:
     return settings
 
 
+def run_setting_labels(run: Run) -> dict[str, str]:
+    """The words the forms show for each of the run's settings (those that have them)."""
+    from nnc_web.plugins.registry import PLUGINS
+
+    plugin = PLUGINS.get(run.plugin_id)
+    params = (*(plugin.params if plugin is not None else ()), *CONFIG_PARAMS)
+    shown = run_settings(run)
+    return {p.name: p.label for p in params if p.label and p.name in shown}
+
+
 def resume_refusal(run: Run) -> str | None:
     """Why the run cannot continue from its checkpoint, or None when it can."""
     if run.job is not None and not run.job.finished:

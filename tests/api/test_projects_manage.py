@@ -128,6 +128,9 @@ def test_runs_list_shows_each_runs_own_settings(project):
         "model": "efficientnet_lite0", "train_param": "last_fc_only", "input_size": 32, "max_epoch": 2,
         "batch_size": 16, "optimizer": "adam", "learning_rate": 0.003, "schedule": "none", "augmentation": "",
         "save_best": True, "seed": 0, "device": "auto"}
+    labels = listed[transfer["id"]]["setting_labels"]
+    assert labels["max_epoch"] == "Epochs" and labels["save_best"] == "Keep the best epoch"  # the form's words
+    assert set(labels) <= set(listed[transfer["id"]]["settings"])
     settings = listed[resnet["id"]]["settings"]
     assert settings["num_train_epochs"] == 5 and settings["learning_rate"] == 0.02  # its own, not the project's
     assert "max_epoch" not in settings and "optimizer" not in settings and settings["seed"] == 0

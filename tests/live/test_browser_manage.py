@@ -70,7 +70,7 @@ def test_runs_use_the_config_shown_each_plugin_shows_its_settings_rename_and_del
     run = api_call(page, "GET", f"/api/runs/{run_id}/")
     assert (run["config"]["max_epoch"], run["config"]["batch_size"]) == (2, 8)
     assert api_call(page, "GET", f"/api/projects/{project['id']}/")["config"]["max_epoch"] == 2  # saved too
-    expect(page.locator("[data-setting=max_epoch]")).to_have_text("max_epoch 2")
+    expect(page.locator("[data-setting=max_epoch]")).to_have_text("Epochs 2")
     panel = page.get_by_test_id("job-panel")
     expect(panel.get_by_test_id("job-state")).to_have_text("succeeded", timeout=120_000)
     expect(panel.get_by_test_id("job-log")).to_contain_text("epoch 2/2")
@@ -79,7 +79,7 @@ def test_runs_use_the_config_shown_each_plugin_shows_its_settings_rename_and_del
     # The runs list: this run's own settings and scores, each named; renamed there.
     page.get_by_role("link", name="← Project digits").click()
     row = page.get_by_test_id(f"run-row-{run_id}")
-    expect(row.locator("[data-setting=max_epoch]")).to_have_text("max_epoch 2")
+    expect(row.locator("[data-setting=max_epoch]")).to_have_text("Epochs 2")  # the form's words
     expect(row.locator("[data-setting=train_param]")).to_have_text("train_param last_fc_only")
     expect(row.locator("[data-score=accuracy]")).to_contain_text(
         f"{100 * api_call(page, 'GET', f'/api/runs/{run_id}/')['metrics']['accuracy']:.1f}%")

@@ -26,6 +26,7 @@ class RunInputs:
     params: dict
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # the training dataset's (its import named them)
 
 
 @dataclass(frozen=True)

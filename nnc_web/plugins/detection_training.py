@@ -16,13 +16,16 @@ from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete
 
 
-def class_names_for(given: str | None, count: int) -> list[str]:
-    """The names given (one per class), else 0, 1, ... up to the largest class id in the boxes."""
+def class_names_for(given: str | None, count: int, known: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The names given (one per class), else the training dataset's own (the names its import was given,
+    e.g. a YOLO set's classes.txt), else 0, 1, ... up to the largest class id in the boxes."""
     if given:
         names = [n.strip() for n in given.split(",") if n.strip()]
         if len(names) < count:
             raise UserError(f"{len(names)} class names, but the boxes use {count} classes: give one name per class")
         return names
+    if known and len(known) >= count:
+        return list(known)
     return [str(i) for i in range(count)]
 
 
@@ -31,7 +34,8 @@ def run(ctx, params: dict) -> dict:
     if run_row.train_csv is None or run_row.valid_csv is None:
         raise UserError("the run needs a training and a validation dataset")
     train, valid = load_detection_csv(run_row.train_csv), load_detection_csv(run_row.valid_csv)
-    names = class_names_for(params.get("class_names"), max(train.num_classes(), valid.num_classes()))
+    names = class_names_for(params.get("class_names"), max(train.num_classes(), valid.num_classes()),
+                            run_row.class_names)
     config = run_row.config
     train_config = TrainConfig(
         max_epoch=config["max_epoch"], batch_size=config["batch_size"], optimizer=config["optimizer"],
@@ -76,7 +80,7 @@ PLUGIN = register(Plugin(
               "(a multiple of 32)"),
         Param("threshold", "float", 0.5, min=0.0, max=1.0, help="score from which a box counts as detected "
               "(output and endpoint; mAP uses every score)"),
-        Param("class_names", "text", None, help="comma-separated class names (optional: else 0, 1, ...)"),
+        Param("class_names", "text", None, help="comma-separated class names (optional: else the training dataset's own, else 0, 1, ...)"),
     ),
     runner=run,
     completer=complete,

@@ -12,7 +12,8 @@ def run_inputs(run: Run) -> RunInputs:
         valid_csv=run.valid_dataset.csv_path() if run.valid_dataset else None,
         train_dataset_id=run.train_dataset_id, valid_dataset_id=run.valid_dataset_id,
         config=dict(run.config), params=dict(run.params), metrics=dict(run.metrics or {}),
-        history=list(run.history or []))
+        history=list(run.history or []),
+        class_names=list(run.train_dataset.class_names or []) if run.train_dataset else [])
 
 
 def resolve_run(user, context: dict) -> dict:

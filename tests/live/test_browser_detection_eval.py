@@ -69,7 +69,7 @@ def test_detection_evaluation_draws_boxes_and_the_threshold_slider_redraws_them(
     archive = write_yolo_zip(tmp_path / "shapes.zip", count=20, size=(160, 96))
     run = trained(page, archive, "object_detection_centernet", {
         "num_class": 2, "width": 64, "height": 64, "channel": 3, "grid_size": 4, "file1": "train", "ratio1": 80,
-        "file2": "valid", "ratio2": 20}, {"max_epoch": 4, "batch_size": 8, "learning_rate": 2e-3, "schedule": "cosine"},
+        "file2": "valid", "ratio2": 20}, {"max_epoch": 2, "batch_size": 8, "learning_rate": 2e-3},
         "object_detection", {"input_size": 64, "class_names": "red,green"})
     rows = api_call(page, "GET", f"/api/runs/{run['id']}/results/?limit=100")["rows"]
     scores = [b["score"] for r in rows for b in r["boxes"]]

@@ -71,7 +71,8 @@ export function RunPage({ runId }: { runId: number }) {
       {loadError ? <div className="error" role="alert">{loadError.status === 404 ? 'This run does not exist (it may have been deleted).' : loadError.message}</div> : 'Loading…'}</div>
   }
   const anomaly = run.metrics.kind === 'anomaly'
-  const evaluated = run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly
+  const boxesOrMasks = ['detection', 'segmentation'].includes(run.metrics.kind)
+  const evaluated = run.metrics.accuracy !== undefined || run.metrics.rmse !== undefined || anomaly || boxesOrMasks
   const deleted = run.deleted_datasets ?? {}
   const validGone = run.valid_dataset === null
   return (
@@ -89,7 +90,7 @@ export function RunPage({ runId }: { runId: number }) {
           <PreparedDownload href={`/api/runs/${run.id}/bundle/`} label="Download model" fallbackName={`run${run.id}-model.zip`}
             testId="export-bundle" />
           <ServeButtons run={run} /></>}
-        {run.metrics.accuracy !== undefined && <>
+        {run.exportable && <>
           <PreparedDownload href={`/api/runs/${run.id}/export/?to=torchscript`} label="TorchScript"
             fallbackName={`run${run.id}-model.pt`} testId="export-torchscript" />
           <PreparedDownload href={`/api/runs/${run.id}/export/?to=onnx`} label="ONNX"

@@ -57,6 +57,7 @@ export interface Run {
   name?: string; project_name?: string; can_resume?: boolean; deleted_datasets?: DeletedDatasets
   settings?: Record<string, unknown>  // its plugin's parameters and the config settings that plugin reads
   setting_labels?: Record<string, string>  // the forms' words for those settings (where they have them)
+  exportable?: boolean  // its model has TorchScript / ONNX downloads
 }
 
 // The Evaluation workspace of a run or dataset: every endpoint below lives under a base,

@@ -2,6 +2,8 @@
 about them (a run's settings, whether it can resume, which projects and runs use a dataset)."""
 from __future__ import annotations
 
+import json
+
 from django.db.models import Q, QuerySet
 
 from nnc_web.projects.config import CONFIG_PARAMS
@@ -48,6 +50,16 @@ def run_setting_labels(run: Run) -> dict[str, str]:
     params = (*(plugin.params if plugin is not None else ()), *CONFIG_PARAMS)
     shown = run_settings(run)
     return {p.name: p.label for p in params if p.label and p.name in shown}
+
+
+def run_exportable(run: Run) -> bool:
+    from nnc_web.engine.exports import exportable
+
+    try:
+        manifest = json.loads((run.folder() / "model" / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and exportable(manifest.get("architecture"))
 
 
 def resume_refusal(run: Run) -> str | None:

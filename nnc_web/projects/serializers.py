@@ -15,13 +15,14 @@ class RunSerializer(serializers.ModelSerializer):
     state = serializers.SerializerMethodField()
     settings = serializers.SerializerMethodField()
     setting_labels = serializers.SerializerMethodField()
+    exportable = serializers.SerializerMethodField()
     can_resume = serializers.SerializerMethodField()
     project_name = serializers.CharField(source="project.name", read_only=True)
 
     class Meta:
         model = Run
         fields = ["id", "name", "project", "project_name", "job", "state", "plugin_id", "params", "config",
-                  "settings", "setting_labels", "train_dataset", "valid_dataset", "deleted_datasets", "metrics", "history",
+                  "settings", "setting_labels", "exportable", "train_dataset", "valid_dataset", "deleted_datasets", "metrics", "history",
                   "can_resume", "created_at"]
 
     def get_state(self, run: Run) -> str:
@@ -32,6 +33,10 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_setting_labels(self, run: Run) -> dict[str, str]:
         return selectors.run_setting_labels(run)
+
+    def get_exportable(self, run: Run) -> bool:
+        """Whether its model has TorchScript / ONNX downloads (classifiers, detectors, segmenters)."""
+        return selectors.run_exportable(run)
 
     def get_can_resume(self, run: Run) -> bool:
         return selectors.resume_refusal(run) is None

@@ -2,7 +2,6 @@
 config, and deletions that stop the jobs still writing into what is deleted."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -269,20 +268,16 @@ def resume_run(run: Run, send: bool = True) -> Run:
 
 
 def export_run(run: Run, export_format: str) -> Path:
-    """TorchScript or ONNX of the run's model bundle, made once."""
+    """TorchScript or ONNX of the run's model bundle (classifier, detector or segmenter), made once."""
+    from nnc_web.engine.exports import export_bundle
     from nnc_web.engine.reporting import UserError
-    from nnc_web.engine.training.bundle import export_onnx, export_torchscript, load_bundle
 
     folder = run.folder() / "model"
     if not (folder / "manifest.json").exists():
         raise UserError("this run has no trained model yet")
     target = folder / ("model.torchscript.pt" if export_format == "torchscript" else "model.onnx")
     if not target.exists():
-        if json.loads((folder / "manifest.json").read_text()).get("architecture") != "transfer_classifier":
-            raise UserError("TorchScript and ONNX export are for image classifiers; download the model bundle")
-        model, manifest = load_bundle(folder)
-        exporter = export_torchscript if export_format == "torchscript" else export_onnx
-        replace_atomically(target, lambda path: exporter(model, manifest["input_size"], path))
+        replace_atomically(target, lambda path: export_bundle(folder, export_format, path))
     return target
 
 

@@ -83,6 +83,7 @@ def test_padim_run_scores_maps_and_keeps_a_bundle(anomaly_project):
     assert "PaDiM: 100 of 176 channels (auto: the paper's 100)" in log and log[-1] == "worker done"
     assert any("statistics 126.7 MB (float32, accumulated in place" in line for line in log)
     assert client.get(f"/api/runs/{run['id']}/export/?to=onnx").status_code == 400
+    assert client.get(f"/api/runs/{run['id']}/").json()["exportable"] is False  # so the page offers none
 
     page = client.get(f"/api/runs/{run['id']}/results/?limit=5").json()
     assert page["anomaly"] and page["total"] == 16 and len(page["all_scores"]) == 16

@@ -44,6 +44,11 @@ def test_a_detection_run_through_the_api(alice, client_for, tmp_path):
     run_job(job["id"])
     assert client.get(f"/api/runs/{run['id']}/").json()["metrics"]["map_50"] == pytest.approx(metrics["map_50"])
     assert (Run.objects.get(pk=run["id"]).folder() / "model" / "manifest.json").exists()
+    from nnc_web.engine.detection_training.bundle import load_detector
+    from tests.api.exports import assert_exports_match_the_bundle
+
+    assert client.get(f"/api/runs/{run['id']}/").json()["exportable"] is True
+    assert_exports_match_the_bundle(client, run["id"], load_detector, ("heat", "size", "offset"))
 
 
 def test_a_classification_dataset_is_refused_by_the_detector(alice, client_for, tmp_path):

@@ -51,3 +51,7 @@ def test_a_segmentation_run_through_the_api(alice, client_for, tmp_path):
     again = client.get(f"/api/runs/{run['id']}/").json()["metrics"]
     assert again["mean_iou"] == pytest.approx(metrics["mean_iou"])
     assert (Run.objects.get(pk=run["id"]).folder() / "model" / "manifest.json").exists()
+    from nnc_web.engine.segmentation_training.bundle import load_segmenter
+    from tests.api.exports import assert_exports_match_the_bundle
+
+    assert_exports_match_the_bundle(client, run["id"], load_segmenter, ("logits",))

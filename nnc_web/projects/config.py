@@ -1,6 +1,8 @@
 """The training config of a project (NNC's "Config" tab), validated like plugin parameters."""
 from __future__ import annotations
 
+from nnc_web.engine.errors import UserError
+from nnc_web.engine.training.distributed import parse_devices, parse_nodes
 from nnc_web.engine.training.trainer import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 from nnc_web.plugins.registry import Param
 
@@ -23,6 +25,15 @@ CONFIG_PARAMS = (
     Param("seed", "int", 0, min=0, max=2**31 - 1, label="Random seed", help="the same seed repeats a run"),
     Param("device", "choice", "auto", choices=("auto", "cpu", "gpu"), label="Device",
           help="auto: the GPU when there is one"),
+    Param("devices", "text", "1", label="Devices (processes)",
+          help="how many GPUs (or, with device cpu, CPU processes) one training uses on each machine: 1 (one "
+               "process), auto (every visible GPU, 1 without one), or 2, 4 ... Above 1 the image epochs run under "
+               "torch.distributed (DistributedDataParallel); the global batch is batch_size. last_fc_only's "
+               "cached head stays in one process"),
+    Param("nodes", "text", "", label="Nodes (multi-machine)",
+          help="empty for one machine; else the host names of every machine of the training, comma-separated, "
+               "the first hosting the rendezvous (MASTER_ADDR, port MASTER_PORT or 29500). Each machine runs "
+               "`devices` processes on the shared job folder"),
 )
 
 
@@ -44,4 +55,9 @@ def clean_config(raw: dict) -> tuple[dict, dict[str, str]]:
     if bad:
         errors["augmentation"] = f"unknown: {', '.join(bad)} (use {', '.join(AUGMENTATIONS)})"
     config["augmentation"] = ",".join(augmentation)
+    for name, check in (("devices", lambda value: parse_devices(value, cuda_count=0)), ("nodes", parse_nodes)):
+        try:
+            check(config.get(name))
+        except UserError as exc:  # the engine's own message; GPUs are counted on the worker
+            errors[name] = str(exc)
     return config, errors

@@ -6,7 +6,12 @@ while features are computed, training steps while it trains).
 `last_fc_only` with the cache fits the head as a logistic regression (engine/training/linear_head.py):
 each epoch is one weight decay of a strong-to-weak path, fitted full-batch with L-BFGS, and the
 validation error keeps the best. `all` first fits the head that way on the frozen features, then
-fine-tunes everything with the project's optimizer, the backbone at a tenth of the head's rate."""
+fine-tunes everything with the project's optimizer, the backbone at a tenth of the head's rate.
+
+`devices` > 1 (or a node list) runs the image epochs under torch.distributed (training/distributed.py):
+one process per device, DistributedDataParallel, a DistributedSampler that deals each rank its share of
+the same global batches a single process would see; rank 0 alone validates and writes the checkpoint,
+the best model and every report. The cached-head fit of last_fc_only stays in one process."""
 from __future__ import annotations
 
 import functools
@@ -24,11 +29,12 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
-from nnc_web.engine.training import linear_head
+from nnc_web.engine.training import distributed, linear_head
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
 from nnc_web.engine.training.model import TransferClassifier
 
@@ -56,6 +62,8 @@ class TrainConfig:
     feature_cache: bool = True  # last_fc_only: compute the backbone's features once (benchmarks turn it off)
     warm_up: bool = True  # all (pretrained): fit the new head on the frozen features before fine-tuning
     logging_steps: int = 0  # > 0: a log line with the loss every so many steps (EasyMaker's option)
+    devices: str | int = 1  # processes per node: 1 (one process, as always), auto (every visible GPU), 2, 4 ...
+    nodes: str | list[str] = ""  # optional: the machines of a multi-node run, the rendezvous host first
 
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -69,6 +77,8 @@ class TrainConfig:
             raise UserError("train_param must be all or last_fc_only")
         if self.max_epoch < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise UserError("max_epoch, batch_size and learning_rate must be positive")
+        distributed.parse_devices(self.devices)
+        distributed.parse_nodes(self.nodes)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -105,7 +115,8 @@ class TrainResult:
 
 class Trainer:
     def __init__(self, backbone_id: str, train: ClassificationData, valid: ClassificationData, config: TrainConfig,
-                 workdir: Path, reporter: Reporter, cache_dir: Path | None = None) -> None:
+                 workdir: Path, reporter: Reporter, cache_dir: Path | None = None,
+                 rank: distributed.Rank | None = None) -> None:
         config.check()
         self.backbone_id = backbone_id
         self.train_data, self.valid_data = train, valid
@@ -114,7 +125,9 @@ class Trainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cache_dir = cache_dir or workdir / "cache"
         self.reporter = reporter
-        self.device = resolve_device(config.device)
+        self.rank = rank  # set inside a process of a distributed run
+        self.device = rank.device if rank else resolve_device(config.device)
+        self.processes = None  # a distributed run's ProcessContext while it runs (its pids)
         self.size = config.input_size or get_backbone(backbone_id).input_size
         self.num_classes = max(len(train.class_names), len(valid.class_names),
                                max(train.labels + valid.labels, default=0) + 1)
@@ -124,9 +137,17 @@ class Trainer:
     # -- data ------------------------------------------------------------------------------------
     def _image_loader(self, data: ClassificationData, augment: bool, shuffle: bool, epoch: int = 0) -> DataLoader:
         transform = transforms_for(self.backbone_id, self.size, self.config.augmentation if augment else [])
+        dataset = ImageDataset(data.images, data.labels, transform)
+        if self.rank is not None and shuffle:
+            sampler = _SameBatchesSampler(dataset, self.rank.world, self.rank.rank, shuffle=True,
+                                          seed=self.config.seed * 1000)
+            sampler.set_epoch(epoch)
+            return DataLoader(dataset, batch_size=self._rank_batch(), sampler=sampler)
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)  # same order after a resume
-        return DataLoader(ImageDataset(data.images, data.labels, transform), batch_size=self.config.batch_size,
-                          shuffle=shuffle, generator=generator)
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle, generator=generator)
+
+    def _rank_batch(self) -> int:
+        return max(1, self.config.batch_size // self.rank.world) if self.rank else self.config.batch_size
 
     def _cache_key(self, data: ClassificationData) -> str:
         parts = [data.fingerprint(), self.backbone_id, str(self.size), str(self.config.pretrained)]
@@ -189,6 +210,16 @@ class Trainer:
         if self.reporter.should_stop():
             raise JobCancelled("cancelled by the user")
 
+    def _check_stop_together(self) -> None:
+        """Where every rank runs in step: rank 0 asks the job and broadcasts the answer, so all stop at
+        the same batch (one alone would leave the others waiting in a collective)."""
+        if self.rank is None:
+            return self._check_stop()
+        flag = torch.tensor([1 if self.reporter.should_stop() else 0], device=self.device)
+        torch.distributed.broadcast(flag, src=0)
+        if flag.item():
+            raise JobCancelled("cancelled by the user")
+
     def _optimizer(self, model: TransferClassifier) -> torch.optim.Optimizer:
         lr = self.config.learning_rate
         if self.config.train_param == "last_fc_only":
@@ -211,9 +242,19 @@ class Trainer:
 
     def run(self, resume: bool = False) -> TrainResult:
         config = self.config
+        if self.rank is None:
+            placement = distributed.plan(config.devices, config.nodes, self.device.type == "cuda")
+            if placement.world > 1:
+                if self._uses_cache():
+                    self.reporter.log(f"devices is {config.devices}: last_fc_only trains a linear head on cached "
+                                      f"features: one process is enough")
+                else:
+                    return self._run_distributed(resume, placement)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         model = TransferClassifier(self.backbone_id, self.num_classes, config.pretrained).to(self.device)
+        if self.rank is not None and self.rank.rank:
+            torch.manual_seed(config.seed + self.rank.rank)  # the same weights, each rank its own augmentation
         frozen = config.train_param == "last_fc_only"
         if frozen:
             model.features.requires_grad_(False)
@@ -237,23 +278,62 @@ class Trainer:
             path = linear_head.weight_decay_path(config.max_epoch)
             self._log_head_fit(path)
         elif config.train_param == "all" and config.pretrained and config.warm_up and state.epoch == 0:
-            self._warm_up_head(model)
+            if self.rank is None or self.rank.is_main:
+                self._warm_up_head(model)  # distributed: rank 0 alone; DDP below gives its head to all
+        trained = self._wrap(model)
         for epoch in range(state.epoch + 1, config.max_epoch + 1):
             started = time.monotonic()
             if use_cache:
                 train_loss, train_error, note = self._head_epoch(model, train_x, train_y, path[epoch - 1], state)
             else:
-                train_loss, train_error, note = self._minibatch_epoch(model, optimizer, epoch, state)
+                train_loss, train_error, note = self._minibatch_epoch(trained, optimizer, epoch, state)
                 if scheduler is not None:
                     scheduler.step()
             self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, train_error, valid_x, note,
                             time.monotonic() - started)
             if use_cache:  # an epoch of the head takes a moment: counted whole (image epochs count batches)
                 self.reporter.progress(epoch, config.max_epoch)
-        if config.save_best and self.best_path.exists():
+        if config.save_best and self.best_path.exists() and (self.rank is None or self.rank.is_main):
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
             self.reporter.log(f"kept the best model: epoch {state.best_epoch}, valid error {state.best_error:.4f}")
         return TrainResult(model.eval(), state.history, state.best_epoch, config)
+
+    def _uses_cache(self) -> bool:
+        config = self.config
+        return config.train_param == "last_fc_only" and not config.augmentation and config.feature_cache
+
+    def _wrap(self, model: TransferClassifier) -> nn.Module:
+        """DistributedDataParallel inside a distributed run (it starts every rank from rank 0's weights
+        and buffers); the model itself otherwise."""
+        if self.rank is None:
+            return model
+        if self.rank.backend == "nccl" and not self.config.pretrained:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm learns: statistics over all GPUs
+        on_gpu = self.device.type == "cuda"
+        # find_unused_parameters: the backbone's own classifier (timm) is never used, so gets no gradient
+        return nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if on_gpu else None,
+                                                   find_unused_parameters=True)
+
+    def _run_distributed(self, resume: bool, placement: distributed.Placement) -> TrainResult:
+        """Launch the ranks, relay rank 0's reports, then take the model rank 0 wrote (the best, or the
+        last epoch's) as a single run returns it."""
+        config = self.config
+        self.reporter.log(f"distributed training: {placement.describe()}, global batch {self._global_batch(placement)}"
+                          f" ({max(1, config.batch_size // placement.world)} per process)")
+        args = (self.backbone_id, self.train_data, self.valid_data, config, self.cache_dir, resume)
+        if placement.nodes:
+            distributed.write_spec(self.workdir, _spec(self, resume))
+        outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
+                                     on_start=lambda processes: setattr(self, "processes", processes))
+        model = TransferClassifier(self.backbone_id, self.num_classes, pretrained=False).to(self.device)  # weights below
+        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        if config.save_best and self.best_path.exists():
+            model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
+        return TrainResult(model.eval(), outcome["history"], outcome["best_epoch"], config)
+
+    def _global_batch(self, placement: distributed.Placement) -> int:
+        return max(1, self.config.batch_size // placement.world) * placement.world
 
     def _log_head_fit(self, path: list[float]) -> None:
         kept = ("the validation error picks the best" if self.config.save_best
@@ -315,15 +395,16 @@ class Trainer:
         """One pass over the images in batches (fine-tuning, or a frozen backbone without the cache)."""
         config = self.config
         model.train()
+        inner = getattr(model, "module", model)  # DistributedDataParallel's model
         if config.train_param == "last_fc_only":
-            model.features.eval()  # frozen BatchNorm statistics stay as pretrained
+            inner.features.eval()  # frozen BatchNorm statistics stay as pretrained
         elif config.pretrained:
-            _freeze_batch_norm(model.features)
+            _freeze_batch_norm(inner.features)
         batches = self._image_loader(self.train_data, augment=True, shuffle=True, epoch=epoch)
         per_epoch = len(batches)
         total_loss, wrong, seen = 0.0, 0, 0
         for number, (inputs, labels) in enumerate(batches, start=1):
-            self._check_stop()
+            self._check_stop_together()
             inputs, labels = inputs.to(self.device), labels.to(self.device)
             logits = model(inputs)
             loss = nn.functional.cross_entropy(logits, labels)
@@ -331,21 +412,36 @@ class Trainer:
             loss.backward()
             optimizer.step()
             state.step += 1
-            loss_value = loss.item()
-            total_loss += loss_value * len(labels)
-            wrong += int((logits.argmax(1) != labels).sum())
-            seen += len(labels)
+            batch_wrong = int((logits.argmax(1) != labels).sum())
+            loss_value, batch_wrong, batch_seen = self._all_ranks(loss.item(), batch_wrong, len(labels))
+            total_loss += loss_value * batch_seen
+            wrong += batch_wrong
+            seen += batch_seen
             self.reporter.metric("loss", state.step, loss_value)
             self.reporter.progress((epoch - 1) * per_epoch + number, config.max_epoch * per_epoch)
             if config.logging_steps and state.step % config.logging_steps == 0:
                 self.reporter.log(f"step {state.step}: loss {loss_value:.4f}")
         return total_loss / max(seen, 1), wrong / max(seen, 1), ""
 
+    def _all_ranks(self, loss: float, wrong: int, seen: int) -> tuple[float, int, int]:
+        """One step's mean loss, errors and images over every rank (what a single process would report
+        for the global batch); the values themselves in a single process."""
+        if self.rank is None:
+            return loss, wrong, seen
+        totals = torch.tensor([loss * seen, wrong, seen], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(totals)
+        return float(totals[0] / max(totals[2], 1)), int(totals[1]), int(totals[2])
+
     def _end_epoch(self, model: TransferClassifier, optimizer, scheduler, state: _State, epoch: int,
                    train_loss: float, train_error: float, valid_x: torch.Tensor | None, note: str,
                    seconds: float) -> None:
-        """Validation, metrics, the best model, the log line and the checkpoint of one epoch."""
+        """Validation, metrics, the best model, the log line and the checkpoint of one epoch (in a
+        distributed run rank 0 alone; the others go on to the next epoch's first batch and wait there)."""
         config = self.config
+        if self.rank is not None and not self.rank.is_main:
+            state.epoch = epoch
+            return
+        model = getattr(model, "module", model)
         valid_error = self._valid_error(model, valid_x)
         seconds = round(seconds, 3)
         record = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error, "valid_error": valid_error,
@@ -382,6 +478,21 @@ class Trainer:
         return float((predicted != labels).float().mean())
 
 
+class _SameBatchesSampler(DistributedSampler):
+    """A DistributedSampler (set_epoch, padding, one share per rank) dealing out the very permutation
+    the single process's shuffling DataLoader draws from its generator seeded with seed * 1000 + epoch
+    (the DataLoader takes one 64-bit base seed from it before the sampler's randperm). Rank r's k-th
+    batch of b holds positions k*B + r, k*B + r + world, ... of it, so the ranks' k-th batches together
+    are the single process's k-th batch of B = b * world: the same global batches, the same loss curve."""
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # as DataLoader's _base_seed
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        order = (order * math.ceil(self.total_size / max(len(order), 1)))[:self.total_size]  # pad as it does
+        return iter(order[self.rank:self.total_size:self.num_replicas])
+
+
 def _freeze_batch_norm(module: nn.Module) -> None:
     """Fine-tuning a pretrained network: BatchNorm keeps its pretrained statistics (its scale and
     shift still learn). In training mode it would normalise with each batch's statistics instead and
@@ -416,3 +527,37 @@ class _FeatureProgress:
 
 def config_dict(config: TrainConfig) -> dict:
     return asdict(config)
+
+
+def _rank_main(rank: distributed.Rank, reporter, workdir: Path, backbone_id: str, train: ClassificationData,
+               valid: ClassificationData, config: TrainConfig, cache_dir: Path, resume: bool) -> dict:
+    """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
+    trainer = Trainer(backbone_id, train, valid, config, workdir, reporter, cache_dir=cache_dir, rank=rank)
+    result = trainer.run(resume=resume)
+    return {"history": result.history, "best_epoch": result.best_epoch}
+
+
+def _spec(trainer: Trainer, resume: bool) -> dict:
+    """A distributed run as JSON, for the other nodes (training/distributed.py's `join`)."""
+    return {"backbone_id": trainer.backbone_id, "train_csv": str(trainer.train_data.csv_path),
+            "valid_csv": str(trainer.valid_data.csv_path), "config": asdict(trainer.config),
+            "workdir": str(trainer.workdir), "cache_dir": str(trainer.cache_dir), "resume": resume}
+
+
+def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
+    """This node's processes of a multi-node run node 0 started (same job folder, shared storage)."""
+    import os
+
+    from nnc_web.engine.training.data import load_classification_csv
+
+    config = TrainConfig(**spec["config"])
+    config.check()
+    os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
+    placement = distributed.plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
+    args = (spec["backbone_id"], load_classification_csv(Path(spec["train_csv"])),
+            load_classification_csv(Path(spec["valid_csv"])), config, Path(spec["cache_dir"]), spec["resume"])
+    try:
+        distributed.launch(_rank_main, Path(spec["workdir"]), args, placement, reporter)
+    except RuntimeError as exc:
+        if "without a result" not in str(exc):  # rank 0 (and its result) lives on node 0
+            raise

@@ -1,0 +1,335 @@
+"""Training on several GPUs (or CPU processes) and machines with PyTorch's own distributed stack.
+
+The worker that runs the job launches one process per device with torch.multiprocessing (spawn), as
+torchrun would; each joins a torch.distributed process group (NCCL on GPUs, one rank per visible GPU as
+CUDA_VISIBLE_DEVICES leaves them, gloo on CPU), and the trainer wraps its model in
+DistributedDataParallel with a DistributedSampler. Rank 0 alone talks to the job: its log lines,
+progress and metrics travel back to the worker through a queue, the other ranks' reporter is silent,
+and the worker's cancel check reaches rank 0 through an event (rank 0 then broadcasts the decision).
+A rank that dies (killed, out of memory) ends the job with a clear message: the launcher notices the
+exit at once and stops the others, so nothing hangs in a collective.
+
+Several machines ("nodes"): every node runs the same job folder (shared storage) with the same node
+list; the first node hosts the rendezvous (MASTER_ADDR/MASTER_PORT, torchrun's variables, override it).
+The node that runs the studio's job is node 0 unless NNC_NODE_RANK says otherwise; the others join with
+`python -m nnc_web.engine.training.distributed JOB_FOLDER --node-rank N`."""
+from __future__ import annotations
+
+import json
+import os
+import queue as queue_module
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnc_web.engine.errors import JobCancelled, UserError
+from nnc_web.engine.safe_paths import safe_join
+
+DEFAULT_PORT = 29500  # torchrun's
+POLL_SECONDS = 0.1  # how often the worker relays rank 0's reports and its own cancel check
+GRACE_SECONDS = 5.0  # after one rank failed, how long the others get before SIGTERM (then SIGKILL)
+SPEC_NAME = "distributed.json"  # what node 0 leaves in the shared job folder for the other nodes
+
+
+def timeout() -> timedelta:
+    """The process group's collective timeout: a rank stuck this long (rank 0 computing the warm-up
+    features while the others wait) fails instead of hanging for ever. A dead rank is noticed sooner,
+    by the launcher."""
+    return timedelta(seconds=float(os.environ.get("NNC_DDP_TIMEOUT", 1800)))
+
+
+def parse_devices(value: Any, cuda_count: int | None = None) -> int:
+    """`devices` of the training config: `auto` (every visible GPU, 1 on CPU) or a whole number >= 1."""
+    count = torch.cuda.device_count() if cuda_count is None else cuda_count
+    text = str(value).strip().lower() if value is not None else "1"
+    if text in ("", "1"):
+        return 1
+    if text == "auto":
+        return max(1, count)
+    try:
+        number = int(text)
+    except ValueError:
+        raise UserError(f"devices must be auto or a whole number of processes (1, 2, 4, ...), not {value!r}") from None
+    if number < 1 or number > 1024:
+        raise UserError(f"devices must be auto or a whole number from 1 to 1024, not {value!r}")
+    return number
+
+
+def parse_nodes(value: Any) -> list[str]:
+    """The optional node list: host names (or addresses), comma- or space-separated; the first hosts the
+    rendezvous."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
+    nodes = [str(item).strip() for item in items if str(item).strip()]
+    for node in nodes:
+        if len(node) > 253 or not all(c.isalnum() or c in "-._:" for c in node):
+            raise UserError(f"nodes: {node!r} is not a host name or address")
+    if len(set(nodes)) != len(nodes):
+        raise UserError("nodes: a host is named twice (each node runs `devices` processes)")
+    return nodes
+
+
+@dataclass
+class Placement:
+    """Where the ranks of one training run: `devices` processes on each of the nodes."""
+
+    devices: int
+    backend: str  # nccl | gloo
+    nodes: list[str] = field(default_factory=list)
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 0
+
+    @property
+    def world(self) -> int:
+        return self.devices * max(1, len(self.nodes))
+
+    def describe(self) -> str:
+        where = f"{len(self.nodes)} nodes x {self.devices}" if len(self.nodes) > 1 else f"{self.devices}"
+        kind = "GPU" if self.backend == "nccl" else "CPU"
+        return f"{self.world} processes ({where} {kind} process{'es' if self.devices > 1 else ''}, {self.backend})"
+
+
+def plan(devices: Any, nodes: Any, use_cuda: bool) -> Placement:
+    """The placement the config asks for on this machine; world 1 means today's single process."""
+    count = torch.cuda.device_count() if use_cuda else 0
+    number = parse_devices(devices, count)
+    if use_cuda and number > count:
+        raise UserError(f"devices is {number}, but this machine has {count} visible GPU{'s' if count != 1 else ''} "
+                        f"(CUDA_VISIBLE_DEVICES): use auto or at most {count}")
+    hosts = parse_nodes(nodes)
+    placement = Placement(number, "nccl" if use_cuda else "gloo")
+    if len(hosts) > 1:
+        placement.nodes = hosts
+        placement.node_rank = _node_rank(hosts)
+        placement.master_addr = os.environ.get("MASTER_ADDR") or hosts[0]
+        placement.master_port = int(os.environ.get("MASTER_PORT") or DEFAULT_PORT)
+    return placement
+
+
+def _node_rank(hosts: list[str]) -> int:
+    if os.environ.get("NNC_NODE_RANK"):
+        rank = int(os.environ["NNC_NODE_RANK"])
+        if not 0 <= rank < len(hosts):
+            raise UserError(f"NNC_NODE_RANK is {rank}, but the node list has {len(hosts)} nodes")
+        return rank
+    names = {socket.gethostname(), socket.getfqdn()}
+    for index, host in enumerate(hosts):
+        if host in names:
+            return index
+    raise UserError(f"this machine ({socket.gethostname()}) is not in the node list ({', '.join(hosts)}): "
+                    f"name it there or set NNC_NODE_RANK")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Rank:
+    """One process's place in the group, as a trainer sees it."""
+
+    rank: int
+    local_rank: int
+    world: int
+    backend: str
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class RankReporter:
+    """The Reporter of a training process: rank 0 sends its reports to the worker, which owns the job;
+    the others say nothing. should_stop is rank 0's view of the worker's cancel check (the trainer
+    broadcasts it)."""
+
+    def __init__(self, rank: int, reports, stop, workdir: Path) -> None:
+        self.rank, self.reports, self.stop, self.workdir = rank, reports, stop, Path(workdir)
+
+    def _send(self, *message: Any) -> None:
+        if self.rank == 0:
+            self.reports.put(message)
+
+    def log(self, message: str) -> None:
+        self._send("log", message)
+
+    def progress(self, done: int, total: int) -> None:
+        self._send("progress", done, total)
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        self._send("metric", name, step, value)
+
+    def should_stop(self) -> bool:
+        return self.rank == 0 and self.stop.is_set()
+
+    def path(self, name: str) -> Path:
+        return safe_join(self.workdir, name)
+
+
+def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, reports, stop) -> None:
+    """The body of one spawned rank: join the group, run the entry, report how it ended."""
+    from nnc_web.engine.parallel import die_with_parent
+
+    die_with_parent(os.getppid())  # a killed worker leaves no training processes behind
+    rank = placement.node_rank * placement.devices + local_rank
+    if placement.backend == "nccl":  # one rank per visible GPU
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // placement.devices))  # share the cores
+    torch.distributed.init_process_group(
+        placement.backend, init_method=f"tcp://{placement.master_addr}:{placement.master_port}", rank=rank,
+        world_size=placement.world, timeout=timeout())
+    reporter = RankReporter(rank, reports, stop, args[0] if args else Path("."))
+    try:
+        payload = entry(Rank(rank, local_rank, placement.world, placement.backend, device), reporter, *args)
+        reports.put(("result", rank, payload))
+    except JobCancelled:
+        reports.put(("cancelled", rank))
+    except UserError as exc:
+        reports.put(("user_error", rank, str(exc)))
+        raise SystemExit(1) from None
+    except Exception as exc:
+        reports.put(("error", rank, f"{type(exc).__name__}: {exc}"))
+        raise
+    # Only after a clean end: with a peer gone, tearing the group down can block until the timeout.
+    torch.distributed.destroy_process_group()
+
+
+def launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, reporter,
+           on_start: Callable[[Any], None] = lambda processes: None) -> Any:
+    """Run `entry(rank, rank_reporter, workdir, *args)` in placement.devices processes on this node and return
+    rank 0's result. Relays rank 0's reports to `reporter` and its should_stop to rank 0 while they run.
+    `entry` and `args` must be picklable (spawn)."""
+    import torch.multiprocessing as mp
+
+    if not placement.nodes:
+        placement.master_port = _free_port()
+    context = mp.get_context("spawn")
+    reports, stop = context.Queue(), context.Event()
+    processes = mp.start_processes(_child, args=(entry, (workdir, *args), placement, reports, stop),
+                                   nprocs=placement.devices, join=False, start_method="spawn")
+    on_start(processes)
+    outcome: dict[str, Any] = {}
+    failure: Exception | None = None
+    try:
+        while True:
+            _relay(reports, reporter, outcome)
+            if not stop.is_set() and reporter.should_stop():
+                stop.set()
+            try:
+                if processes.join(timeout=POLL_SECONDS, grace_period=GRACE_SECONDS):
+                    break
+            except mp.ProcessExitedException as exc:
+                failure = exc
+                break
+            except mp.ProcessRaisedException as exc:
+                failure = exc
+                break
+    finally:
+        for process in processes.processes:  # the job stopped for another reason: stop the ranks too
+            if process.is_alive():
+                process.kill()
+                process.join()
+    _relay(reports, reporter, outcome)
+    return _outcome(outcome, failure, placement, stop.is_set(), [p.exitcode for p in processes.processes])
+
+
+def _relay(reports, reporter, outcome: dict) -> None:
+    while True:
+        try:
+            message = reports.get(timeout=0.01) if not reports.empty() else None
+        except queue_module.Empty:
+            message = None
+        if message is None:
+            return
+        kind = message[0]
+        if kind == "log":
+            reporter.log(message[1])
+        elif kind == "progress":
+            reporter.progress(message[1], message[2])
+        elif kind == "metric":
+            reporter.metric(message[1], message[2], message[3])
+        else:  # how a rank ended: (kind, rank, detail)
+            outcome.setdefault("ended", set()).add(message[1])
+            if kind != "result" or message[1] == 0:
+                outcome.setdefault(kind, message[1:])
+
+
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker", "NCCL communicator was aborted")
+
+
+def _outcome(outcome: dict, failure: Exception | None, placement: Placement, stopped: bool,
+             exit_codes: list[int | None]) -> Any:
+    """What the ranks' ends mean for the job. A rank that died without a word (killed, out of memory)
+    is the news, not the connection errors it caused in the others."""
+    if "cancelled" in outcome or (failure is not None and stopped):
+        raise JobCancelled("cancelled by the user")
+    if "user_error" in outcome:
+        raise UserError(outcome["user_error"][1])
+    silent = [(index, code) for index, code in enumerate(exit_codes)
+              if code is not None and code != 0 and index + placement.node_rank * placement.devices
+              not in outcome.get("ended", set())]
+    silent.sort(key=lambda item: (item[1] == -signal.SIGTERM, item[0]))  # those the launcher stopped come last
+    peer_lost = "error" in outcome and any(text in outcome["error"][1] for text in PEER_LOST)
+    if "error" in outcome and not (peer_lost and silent):
+        rank, message = outcome["error"]
+        raise RuntimeError(f"training process {rank} of {placement.world} failed: {message}")
+    if failure is not None or silent:
+        index, code = silent[0] if silent else (getattr(failure, "error_index", "?"),
+                                                getattr(failure, "exit_code", None))
+        how = f"exited with code {code}"
+        if isinstance(code, int) and code < 0:
+            try:
+                how = f"was killed ({signal.Signals(-code).name})"
+            except ValueError:
+                how = f"was killed (signal {-code})"
+        raise UserError(f"training process {index} of {placement.devices} on this machine {how}, so the "
+                        f"others were stopped; resume the run to continue from its last checkpoint")
+    if "result" not in outcome:
+        raise RuntimeError("the training processes ended without a result")
+    return outcome["result"][1]
+
+
+# -- the other nodes -------------------------------------------------------------------------------
+def write_spec(workdir: Path, spec: dict) -> None:
+    """What node 0 leaves in the (shared) job folder for the other nodes to join the same run."""
+    from nnc_web.engine.atomic import replace_atomically
+
+    replace_atomically(workdir / SPEC_NAME, lambda path: path.write_text(json.dumps(spec)))
+
+
+def placement_dict(placement: Placement) -> dict:
+    return asdict(placement)
+
+
+def _join(argv: list[str] | None = None) -> None:
+    """`python -m nnc_web.engine.training.distributed JOB_FOLDER --node-rank N` on another node."""
+    import argparse
+
+    from nnc_web.engine.reporting import ConsoleReporter
+    from nnc_web.engine.training.trainer import join_run
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--node-rank", type=int, required=True)
+    options = parser.parse_args(argv)
+    spec = json.loads((options.workdir / SPEC_NAME).read_text())
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    join_run(spec, options.node_rank, ConsoleReporter(options.workdir / f"node{options.node_rank}", quiet=False))
+
+
+if __name__ == "__main__":
+    _join()

@@ -1,0 +1,185 @@
+"""Distributed training on CPU: 2 gloo processes against 1 with the same global batch, a rank killed
+mid-run then a resume, rank 0 alone reporting and writing, and the `devices` setting."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from nnc_web.engine.classification_dataset import OutputSpec, ShapingParams, build_classification_datasets
+from nnc_web.engine.reporting import ConsoleReporter, UserError
+from nnc_web.engine.training import distributed
+from nnc_web.engine.training.data import load_classification_csv
+from nnc_web.engine.training.trainer import TrainConfig, Trainer
+from tests.sample_data import digit_images
+
+# 48 training images, global batch 16: 3 steps an epoch, the same in both runs (no partial batch).
+SETTINGS = {"batch_size": 16, "input_size": 32, "train_param": "all", "learning_rate": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Real digits, 4 classes of 16, 16 px: 48 training and 16 validation images."""
+    root = tmp_path_factory.mktemp("digits")
+    for label, images in digit_images(16, 4, size=16).items():
+        (root / "src" / label).mkdir(parents=True)
+        for i, image in enumerate(images):
+            image.save(root / "src" / label / f"{i}.png")
+    train, valid = build_classification_datasets(
+        root / "src", root / "work", ShapingParams(16, 16, "resize", 3),
+        [OutputSpec("train", 75), OutputSpec("valid", 25)], True, 0, ConsoleReporter(root / "log", quiet=True))
+    return load_classification_csv(train.folder / train.csv_name), load_classification_csv(valid.folder / valid.csv_name)
+
+
+class Recorder(ConsoleReporter):
+    """Keeps every progress call; `on_progress` may act on them (kill a rank)."""
+
+    def __init__(self, workdir, on_progress=None) -> None:
+        super().__init__(workdir, quiet=True)
+        self.calls: list[tuple[int, int]] = []
+        self.on_progress = on_progress
+
+    def progress(self, done: int, total: int) -> None:
+        super().progress(done, total)
+        self.calls.append((done, total))
+        if self.on_progress:
+            self.on_progress(done, total)
+
+
+def trainer_for(digits, workdir, reporter=None, **config):
+    reporter = reporter or Recorder(workdir)
+    trainer = Trainer("efficientnet_lite0", digits[0], digits[1], TrainConfig(**{**SETTINGS, **config}), workdir,
+                      reporter, cache_dir=workdir.parent / "cache")
+    return trainer, reporter
+
+
+@pytest.fixture(scope="module")
+def one_and_two(digits, tmp_path_factory):
+    """The same fine-tuning (warm-up included) in 1 process and in 2 gloo processes. The single process
+    runs with the threads each rank gets (the cores shared out): the warm-up's L-BFGS fits at weak weight
+    decay are sensitive enough to float noise that 2 threads against 1 can pick another decay."""
+    runs = {}
+    threads = torch.get_num_threads()
+    for devices in (1, 2):
+        workdir = tmp_path_factory.mktemp(f"devices{devices}")
+        trainer, reporter = trainer_for(digits, workdir, max_epoch=2, devices=devices)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+        try:
+            runs[devices] = trainer.run(), reporter, workdir
+        finally:
+            torch.set_num_threads(threads)
+    return runs
+
+
+def test_two_gloo_processes_follow_the_single_process_loss_curve(one_and_two):
+    """Each rank gets half of each of the single process's global batches (same permutation, dealt
+    out) and DDP averages the gradients; BatchNorm keeps its pretrained statistics in `all`, so no
+    per-rank batch statistics differ: what is left is float summation order (gradients summed across
+    ranks rather than in one batch). Tolerance: relative 1e-3; seen: 1.6e-4 at epoch 2 after the warm-up
+    (its weakly regularised head makes large logits), ~1e-7 without it."""
+    one, two = one_and_two[1][0], one_and_two[2][0]
+    losses = [[h["train_loss"] for h in result.history] for result in (one, two)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3), losses
+    assert losses[0][1] < losses[0][0]  # it learns
+    assert [h["valid_error"] for h in one.history] == [h["valid_error"] for h in two.history]
+    accuracy = [1 - min(h["valid_error"] for h in result.history) for result in (one, two)]
+    print(f"final accuracy: 1 process {accuracy[0]:.4f}, 2 gloo processes {accuracy[1]:.4f}")
+    assert accuracy[0] == accuracy[1] >= 0.5
+    for a, b in zip(one.model.state_dict().values(), two.model.state_dict().values(), strict=True):
+        assert (a.float() - b.float()).abs().max() <= 1e-3 * (1 + a.float().abs().max())
+
+
+def test_only_rank_zero_reports_and_writes(one_and_two):
+    _, reporter, workdir = one_and_two[2]
+    assert any(line.startswith("distributed training: 2 processes (2 CPU processes, gloo), global batch 16 (8 per "
+                               "process)") for line in reporter.lines)
+    for epoch in (1, 2):
+        assert sum(line.startswith(f"epoch {epoch}/2: train loss") for line in reporter.lines) == 1
+    assert sum(line.startswith("warm-up:") for line in reporter.lines) == 1
+    names = [m[0] for m in reporter.metrics]
+    assert names.count("train_loss") == names.count("valid_error") == 2
+    assert names.count("loss") == 6  # 3 global steps an epoch, once each
+    assert [m[1] for m in reporter.metrics if m[0] == "loss"] == [1, 2, 3, 4, 5, 6]
+    assert reporter.calls == [(done, 6) for done in range(1, 7)]
+    assert sorted(p.name for p in workdir.iterdir()) == ["best.pt", "checkpoint.pt"]
+    single = one_and_two[1][1]
+    assert [m for m in reporter.metrics if m[0] == "valid_error"] == [m for m in single.metrics
+                                                                      if m[0] == "valid_error"]
+
+
+def test_a_killed_rank_fails_the_run_clearly_and_resume_finishes_it(digits, tmp_path):
+    workdir = tmp_path / "run"
+    killed = {}
+
+    def kill_rank_one(done: int, total: int) -> None:
+        if done > 3 and not killed:  # epoch 2 began: epoch 1's checkpoint is written
+            killed["pid"], killed["at"] = trainer.processes.pids()[1], time.monotonic()
+            os.kill(killed["pid"], signal.SIGKILL)
+
+    trainer, reporter = trainer_for(digits, workdir, Recorder(workdir, kill_rank_one), max_epoch=3, warm_up=False,
+                                    devices=2)
+    with pytest.raises(UserError, match=r"training process 1 of 2 .*was killed \(SIGKILL\).*resume the run"):
+        trainer.run()
+    assert time.monotonic() - killed["at"] < 30  # noticed, not a hang in a collective
+    assert all(p.exitcode is not None for p in trainer.processes.processes)  # no rank left running
+    resumed, reporter = trainer_for(digits, workdir, max_epoch=3, warm_up=False, devices=2)
+    result = resumed.run(resume=True)
+    assert "resuming after epoch 1 from the checkpoint" in reporter.lines
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert sum(line.startswith("epoch 1/3") for line in reporter.lines) == 0  # not trained again
+
+
+def test_cancel_stops_every_rank(digits, tmp_path):
+    """The worker's cancel reaches rank 0, which broadcasts it: the run ends cancelled, every rank exits."""
+    from nnc_web.engine.reporting import JobCancelled
+
+    class CancelAt(Recorder):
+        def should_stop(self) -> bool:
+            return len(self.calls) >= 2
+
+    trainer, reporter = trainer_for(digits, tmp_path / "run", CancelAt(tmp_path / "run"), max_epoch=3, devices=2,
+                                    warm_up=False)
+    with pytest.raises(JobCancelled):
+        trainer.run()
+    assert all(p.exitcode == 0 for p in trainer.processes.processes)  # each stopped by itself, at one batch
+    assert len(reporter.calls) < 6
+
+
+def test_devices_setting():
+    assert distributed.parse_devices("auto", cuda_count=0) == 1
+    assert distributed.parse_devices("auto", cuda_count=4) == 4
+    assert distributed.parse_devices("2") == 2 and distributed.parse_devices(1) == 1
+    assert distributed.parse_devices(" 4 ") == 4 and distributed.parse_devices("") == 1
+    for bad in ("two", "0", "-1", "1.5", "9999"):
+        with pytest.raises(UserError, match="devices must be auto or a whole number"):
+            distributed.parse_devices(bad)
+    with pytest.raises(UserError, match="devices must be auto"):
+        TrainConfig(devices="many").check()
+    assert distributed.plan("auto", "", use_cuda=False).world == 1
+    assert distributed.parse_nodes("gpu-a, gpu-b gpu-c") == ["gpu-a", "gpu-b", "gpu-c"]
+    with pytest.raises(UserError, match="not a host name"):
+        distributed.parse_nodes("gpu-a;rm -rf")
+    with pytest.raises(UserError, match="named twice"):
+        distributed.parse_nodes("a,a")
+
+
+def test_the_cached_head_of_last_fc_only_stays_in_one_process(digits, tmp_path):
+    trainer, reporter = trainer_for(digits, tmp_path / "run", max_epoch=1, devices=2, train_param="last_fc_only")
+    result = trainer.run()
+    assert ("devices is 2: last_fc_only trains a linear head on cached features: one process is enough"
+            in reporter.lines)
+    assert trainer.processes is None and [h["epoch"] for h in result.history] == [1]
+
+
+def test_the_project_config_form_checks_devices_and_nodes():
+    from nnc_web.projects.config import clean_config
+
+    config, errors = clean_config({"devices": "auto", "nodes": "gpu-a,gpu-b"})
+    assert errors == {} and config["devices"] == "auto" and config["nodes"] == "gpu-a,gpu-b"
+    assert clean_config({})[0]["devices"] == "1"  # one process, as before
+    errors = clean_config({"devices": "two", "nodes": "a b a"})[1]
+    assert errors["devices"].startswith("devices must be auto or a whole number")
+    assert "named twice" in errors["nodes"]

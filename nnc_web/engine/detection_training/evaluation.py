@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -79,9 +80,12 @@ def pr_plot(curve: dict) -> dict:
 
 
 def evaluate_detector(folder: Path, model, data: DetectionData, class_names: list[str], size: int,
-                      threshold: float, device: torch.device, reporter: Reporter, batch_size: int = 16) -> dict:
+                      threshold: float, device: torch.device, reporter: Reporter, batch_size: int = 16,
+                      predict: Callable | None = None) -> dict:
+    """`predict`: the model's own (model, data, size, device, reporter, batch_size) -> per-image boxes,
+    scores, labels (DETR's post-processing); the CenterNet decoder by default."""
     reporter.log(f"evaluating on {len(data.images)} validation images")
-    predictions = predict_boxes(model.to(device), data, size, device, reporter, batch_size)
+    predictions = (predict or predict_boxes)(model.to(device), data, size, device, reporter, batch_size)
     truths = truths_of(data)
     write_output_result(folder, data, predictions, truths, threshold)
     metrics = detection_metrics(predictions, truths, class_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,15 @@ from nnc_web.engine.segmentation_training.trainer import predict_masks
 
 
 def evaluate_segmenter(folder: Path, model, data: SegmentationData, class_names: list[str], size: int,
-                       device: torch.device, reporter: Reporter) -> dict:
+                       device: torch.device, reporter: Reporter, predict: Callable | None = None) -> dict:
+    """`predict`: the model's own (model, data, size, device, reporter) -> (predicted ids, truth ids) per
+    batch (SegFormer's upsampled logits); the LR-ASPP one by default."""
     reporter.log(f"evaluating on {len(data.images)} validation images")
     (folder / "predicted").mkdir(parents=True, exist_ok=True)
     matrix = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
     errors = []
     index = 0
-    for predicted, truth in predict_masks(model.to(device), data, size, device, reporter):
+    for predicted, truth in (predict or predict_masks)(model.to(device), data, size, device, reporter):
         matrix += confusion(truth, predicted, len(class_names))
         for one, want in zip(predicted, truth, strict=True):
             Image.fromarray(one.astype(np.uint8), "L").save(folder / "predicted" / f"{index}.png")

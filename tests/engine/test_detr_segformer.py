@@ -1,0 +1,195 @@
+"""EasyMaker's built-ins through `transformers`: DETR and SegFormer with tiny random-initialised configs
+(NNC_TINY_HF_CONFIGS=1, the switch the plugins read; the real weights cannot be fetched here): label
+shapes, the loss going down, evaluation files with mAP / mean IoU, bundle round trips, the weights
+lookup (NNC_MODEL_DIR, import, the missing-weights message) without any download."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nnc_web.engine import hf_weights
+from nnc_web.engine.detection_training.detr import (
+    build_detr,
+    detr_targets,
+    load_detr,
+    predict_detr,
+    save_detr,
+    train_detr,
+)
+from nnc_web.engine.detection_training.evaluation import evaluate_detector
+from nnc_web.engine.model_store import ModelUnavailable
+from nnc_web.engine.reporting import ConsoleReporter, UserError
+from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
+from nnc_web.engine.segmentation_training.segformer import (
+    build_segformer,
+    load_segformer,
+    save_segformer,
+    segformer_predictor,
+    train_segformer,
+)
+from tests.engine.test_detection_training import NAMES as BOX_NAMES
+from tests.engine.test_detection_training import shapes  # noqa: F401 - the module fixture
+from tests.engine.test_segmentation_training import NAMES as MASK_NAMES
+from tests.engine.test_segmentation_training import masks  # noqa: F401 - the module fixture
+
+SIZE = 64
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def tiny(monkeypatch, tmp_path):
+    monkeypatch.setenv(hf_weights.TINY_ENV, "1")
+    monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache: nothing found there
+    torch.set_num_threads(2)
+
+
+def head(data, count: int):
+    """The first rows of a dataset (a few steps per epoch keep the test fast on two cores)."""
+    fields = ("rows", "images", "boxes", "masks")
+    return dataclasses.replace(data, **{f: getattr(data, f)[:count] for f in fields if hasattr(data, f)})
+
+
+def reporter(tmp_path) -> ConsoleReporter:
+    return ConsoleReporter(tmp_path / "log", quiet=True)
+
+
+def test_detr_targets_are_normalised_centre_boxes_and_the_loss_has_detr_parts(tmp_path):
+    rows = torch.tensor([[2, 0.1, 0.2, 0.5, 0.6], [0, 0.0, 0.0, 1.0, 0.5]])
+    (target, empty) = detr_targets([rows, torch.zeros(0, 5)], CPU)
+    assert target["class_labels"].tolist() == [2, 0]
+    assert torch.allclose(target["boxes"], torch.tensor([[0.3, 0.4, 0.4, 0.4], [0.5, 0.25, 1.0, 0.5]]))
+    assert empty["boxes"].shape == (0, 4) and empty["class_labels"].shape == (0,)
+    model = build_detr(BOX_NAMES, pretrained=True, reporter=reporter(tmp_path))  # tiny: no weights needed
+    assert model.config.num_labels == 3 and model.config.id2label[1] == BOX_NAMES[1]
+    out = model(pixel_values=torch.randn(2, 3, SIZE, SIZE), labels=[target, empty])
+    assert out.logits.shape == (2, 10, 4) and out.pred_boxes.shape == (2, 10, 4)  # 10 queries, 3 classes + none
+    assert {"loss_ce", "loss_bbox", "loss_giou"} <= set(out.loss_dict) and out.loss.item() > 0
+
+
+def test_detr_trains_evaluates_and_its_bundle_round_trips(shapes, tmp_path):  # noqa: F811
+    train, valid = head(shapes[1], 8), head(shapes[2], 4)
+    log = reporter(tmp_path)
+    # one batch of all 8 images per epoch: each epoch's loss is the same batch's after one more step
+    model, result = train_detr(train, valid, BOX_NAMES, size=SIZE, learning_rate=1e-3, batch_size=8,
+                               eval_batch_size=8, epochs=4, logging_steps=2, augmentation=[], seed=0, device=CPU,
+                               pretrained=True, workdir=tmp_path / "run", reporter=log)
+    steps = [v for name, _, v in log.metrics if name == "loss"]
+    assert len(steps) == 4
+    assert steps[-1] < steps[0] - 0.05  # DETR's matching loss goes down (slowly: 10 queries, mostly "no object")
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert {"train_loss", "loss_ce", "loss_bbox", "loss_giou", "valid_map50", "valid_map"} <= set(result.history[0])
+    assert any(line.startswith("step 2: loss") for line in log.lines)
+    metrics = evaluate_detector(tmp_path / "eval", model, valid, BOX_NAMES, SIZE, 0.5, CPU, log, batch_size=8,
+                                predict=predict_detr)
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["kind"] == "detection" and 0 <= saved["map_50"] <= 1 and 0 <= saved["map"] <= saved["map_50"] + 1e-9
+    assert [c["class"] for c in saved["per_class"]] == BOX_NAMES and metrics["map"] == saved["map"]
+    rows = (tmp_path / "eval" / "output_result.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(valid.images) and rows[0].endswith("y':boxes,#errors")
+    first = (tmp_path / "eval" / "predicted" / "0.txt").read_text().split("\n")[0].split()
+    assert len(first) == 6 and all(0 <= float(v) <= 1 for v in first[1:5])  # class cx cy w h score
+
+    save_detr(tmp_path / "model", model, BOX_NAMES, SIZE, 0.5, {"learning_rate": 2e-4}, {"train": 1, "valid": 2})
+    loaded, manifest = load_detr(tmp_path / "model")
+    assert manifest["architecture"] == "detr_detector" and manifest["class_names"] == BOX_NAMES
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        before, after = model.eval()(pixel_values=images), loaded(pixel_values=images)
+    assert torch.allclose(before.logits, after.logits, atol=1e-5)
+    assert torch.allclose(before.pred_boxes, after.pred_boxes, atol=1e-5)
+
+    resumed_log = reporter(tmp_path)  # the finished run's checkpoint: resume trains no further epoch
+    _, again = train_detr(train, valid, BOX_NAMES, size=SIZE, learning_rate=1e-3, batch_size=8, eval_batch_size=8,
+                          epochs=4, logging_steps=0, augmentation=[], seed=0, device=CPU, pretrained=True,
+                          workdir=tmp_path / "run", reporter=resumed_log, resume=True)
+    assert again.history == result.history and not [m for m in resumed_log.metrics if m[0] == "loss"]
+
+
+def test_segformer_trains_honours_ignore_evaluates_and_round_trips(masks, tmp_path):  # noqa: F811
+    train, valid = head(masks[1], 12), head(masks[2], 4)
+    log = reporter(tmp_path)
+    model = build_segformer(MASK_NAMES, pretrained=True, reporter=log)
+    assert model.config.semantic_loss_ignore_index == 255 and model.config.id2label[2] == MASK_NAMES[2]
+    images, truth = torch.randn(2, 3, SIZE, SIZE), torch.randint(0, 3, (2, SIZE, SIZE))
+    out = model(pixel_values=images, labels=truth)
+    assert out.logits.shape == (2, 3, SIZE // 4, SIZE // 4)
+    ignored = torch.full_like(truth, 255)
+    ignored[:, :8] = truth[:, :8]  # the loss sees only the pixels not marked 255
+    only_top = model(pixel_values=images, labels=ignored).loss
+    logits = torch.nn.functional.interpolate(out.logits, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    want = torch.nn.functional.cross_entropy(logits[:, :, :8], truth[:, :8])
+    assert only_top.item() == pytest.approx(want.item(), rel=1e-4)
+
+    model, result = train_segformer(train, valid, MASK_NAMES, size=SIZE, learning_rate=2e-3, batch_size=4, epochs=3,
+                                    logging_steps=0, augmentation=["flip", "scale"], seed=0, device=CPU,
+                                    pretrained=True, workdir=tmp_path / "run", reporter=log)
+    steps = [v for name, _, v in log.metrics if name == "loss"]
+    losses = [r["train_loss"] for r in result.history]
+    assert len(steps) == 3 * 3 and losses[2] < 0.9 * losses[0]  # 12 images, batches of 4; the loss goes down
+    assert {"train_loss", "valid_mean_iou", "valid_overall_accuracy"} <= set(result.history[-1])
+    metrics = evaluate_segmenter(tmp_path / "eval", model, valid, MASK_NAMES, SIZE, CPU, log,
+                                 predict=segformer_predictor(4))
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("mean_iou", "mean_accuracy", "overall_accuracy", "per_category_iou", "per_category_accuracy"):
+        assert key in saved
+    assert saved["kind"] == "segmentation" and np.asarray(saved["confusion_matrix"]).shape == (3, 3)
+    assert saved["mean_iou"] == metrics["mean_iou"] and (tmp_path / "eval" / "predicted" / "0.png").exists()
+
+    save_segformer(tmp_path / "model", model, MASK_NAMES, SIZE, {}, {"train": 1, "valid": 2})
+    loaded, manifest = load_segformer(tmp_path / "model")
+    assert manifest["id2label"] == {"0": "background", "1": "square", "2": "disc"} and manifest["ignore_index"] == 255
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(pixel_values=images).logits, loaded(pixel_values=images).logits, atol=1e-5)
+
+
+def test_segformer_refuses_mask_ids_outside_the_label_map(masks, tmp_path):  # noqa: F811
+    _, train, valid = masks
+    with pytest.raises(UserError, match="outside the label map"):
+        train_segformer(train, valid, MASK_NAMES[:2], size=SIZE, learning_rate=2e-4, batch_size=4, epochs=1,
+                        logging_steps=0, augmentation=[], seed=0, device=CPU, pretrained=True,
+                        workdir=tmp_path / "run", reporter=reporter(tmp_path))
+
+
+def test_missing_weights_name_the_import_command_and_imports_are_checked(monkeypatch, tmp_path):
+    monkeypatch.delenv(hf_weights.TINY_ENV)
+    assert not hf_weights.is_available("detr_resnet50") and not hf_weights.is_available("segformer_b3")
+    with pytest.raises(ModelUnavailable) as missing:
+        build_detr(BOX_NAMES, pretrained=True, reporter=reporter(tmp_path))
+    message = str(missing.value)
+    assert "python manage.py import_weights detr_resnet50 <that folder or model.safetensors>" in message
+    assert "https://huggingface.co/facebook/detr-resnet-50" in message
+    assert "import_weights segformer_b3" in hf_weights.missing_weights_message("segformer_b3")
+    assert "nvidia/mit-b3" in hf_weights.missing_weights_message("segformer_b3")
+
+    # A hub-style folder (config.json + model.safetensors) of the tiny SegFormer imports, then loads offline.
+    from transformers import SegformerForSemanticSegmentation
+
+    from nnc_web.engine.segmentation_training.segformer import tiny_config
+
+    SegformerForSemanticSegmentation(tiny_config(["a", "b"])).save_pretrained(tmp_path / "snapshot")
+    target = hf_weights.import_hf_weights("segformer_b3", tmp_path / "snapshot")
+    assert target == tmp_path / "models" / "segformer_b3" and (target / "model.safetensors").is_file()
+    assert hf_weights.weights_folder("segformer_b3") == target
+    model = build_segformer(MASK_NAMES, pretrained=True, reporter=reporter(tmp_path))
+    assert model.config.num_labels == 3 and model.config.hidden_sizes == [8, 16, 32, 64]  # the imported shape
+    from safetensors.torch import load_file
+
+    imported = load_file(str(target / "model.safetensors"))
+    # save_pretrained writes the hub's (legacy) key layout; loading renames it: the encoder's weights arrive
+    assert "segformer.encoder.patch_embeddings.0.proj.weight" in imported
+    assert torch.equal(model.state_dict()["segformer.stages.0.patch_embeddings.proj.weight"],
+                       imported["segformer.encoder.patch_embeddings.0.proj.weight"])
+
+    # A file of another model is refused with the reason.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "other" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match="holds a 'bert' model"):
+        hf_weights.import_hf_weights("segformer_b3", tmp_path / "other")
+    with pytest.raises(UserError, match="do not fit detr_resnet50|do not load into detr_resnet50"):
+        hf_weights.import_hf_weights("detr_resnet50", target / "model.safetensors")

@@ -193,3 +193,15 @@ def test_missing_weights_name_the_import_command_and_imports_are_checked(monkeyp
         hf_weights.import_hf_weights("segformer_b3", tmp_path / "other")
     with pytest.raises(UserError, match="do not fit detr_resnet50|do not load into detr_resnet50"):
         hf_weights.import_hf_weights("detr_resnet50", target / "model.safetensors")
+
+
+def test_a_cancel_stops_segformer_within_the_first_batch(masks, tmp_path):  # noqa: F811
+    from nnc_web.engine.reporting import JobCancelled
+
+    log = reporter(tmp_path)
+    log.stop_requested = True
+    with pytest.raises(JobCancelled):
+        train_segformer(head(masks[1], 4), head(masks[2], 4), MASK_NAMES, size=SIZE, learning_rate=2e-4,
+                        batch_size=4, epochs=3, logging_steps=0, augmentation=[], seed=0, device=CPU,
+                        pretrained=True, workdir=tmp_path / "run", reporter=log)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not [m for m in log.metrics if m[0] == "loss"]

@@ -4,14 +4,15 @@ import { embedItem, type BokehColumnDataSource, type Embedded } from './bokeh'
 import { accuracyOf, StepTrack, styleCurves, type CurveRun } from './curvesFigure'
 import type { Dataset, JobEvent, Run } from './types'
 
-export interface EpochPoint { epoch: number; train_loss: number; train_error: number; valid_error: number }
+// One finished epoch: its number and its series' values (a classifier's train_loss, train_error and
+// valid_error; a detector's loss parts and mAP; ...).
+export type EpochPoint = { epoch: number } & Record<string, number>
 // add: one finished epoch; addEvents: a run's job events as they stream (per-step losses and epochs).
 export interface CurvesHandle {
   add: (runId: number, point: EpochPoint) => void
   addEvents: (runId: number, events: JobEvent[]) => void
 }
 
-const EPOCH_METRICS = ['train_loss', 'train_error', 'valid_error']
 const EVENT_PAGES = 200  // at most 200,000 stored events read per run (the endpoint pages by 1,000)
 
 // What the figure needs to know of a run: whether its error has an accuracy (a classifier), its
@@ -28,6 +29,7 @@ async function describe(runId: number): Promise<CurveRun & { job: number | null;
 
 interface RunState {
   accuracy: boolean; job: number | null; track: StepTrack; points: Map<number, Record<string, number>>
+  keys: string[]  // the metrics of one epoch, as the figure draws them
   epochs: BokehColumnDataSource | null; steps: BokehColumnDataSource | null; reading: boolean; again: boolean
 }
 
@@ -44,8 +46,10 @@ export const LearningCurves = forwardRef<CurvesHandle, { runIds: number[] }>(fun
   const streamEpoch = (state: RunState, point: EpochPoint) => {
     const source = state.epochs
     if (!source || Array.from(source.data.epoch as ArrayLike<number>).includes(point.epoch)) return
-    source.stream({ epoch: [point.epoch], train_loss: [point.train_loss], train_error: [point.train_error],
-      valid_error: [point.valid_error], valid_accuracy: accuracyOf([point.valid_error], state.accuracy) })
+    const columns: Record<string, number[]> = { epoch: [point.epoch] }
+    for (const key of state.keys) columns[key] = [point[key]]
+    if (state.keys.includes('valid_error')) columns.valid_accuracy = accuracyOf([point.valid_error], state.accuracy)
+    source.stream(columns)
   }
 
   // Events of the run's job in order: steps are laid out again, completed epochs streamed. A gap
@@ -64,7 +68,7 @@ export const LearningCurves = forwardRef<CurvesHandle, { runIds: number[] }>(fun
     const touched = new Set(events.filter((e) => e.kind === 'metric' && e.data.name !== 'loss').map((e) => Number(e.data.step)))
     for (const epoch of touched) {
       const point = state.points.get(epoch)
-      if (point && EPOCH_METRICS.every((k) => point[k] !== undefined)) streamEpoch(state, point as unknown as EpochPoint)
+      if (point && state.keys.every((k) => point[k] !== undefined)) streamEpoch(state, point as EpochPoint)
     }
   }
 
@@ -114,6 +118,7 @@ export const LearningCurves = forwardRef<CurvesHandle, { runIds: number[] }>(fun
       const drawn = styled as ReturnType<typeof styleCurves> | null
       for (const run of described) {
         runs.current.set(run.id, { accuracy: run.accuracy, job: run.job, track: new StepTrack(run.estimate), points: new Map(),
+          keys: drawn?.keys.get(run.id) ?? ['train_loss', 'train_error', 'valid_error'],
           epochs: drawn?.epochs.get(run.id) ?? null, steps: drawn?.steps.get(run.id) ?? null, reading: false, again: false })
       }
       setReady(true)

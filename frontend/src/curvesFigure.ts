@@ -5,14 +5,29 @@
 // colour per run and a dash style per series, with legend entries for both.
 import { bokehModels, type BokehColumnDataSource, type BokehDocument, type BokehModel } from './bokeh'
 
-export interface CurveSeries { key: 'train_loss' | 'train_error' | 'valid_error' | 'valid_accuracy'; label: string; dash: string }
+export interface CurveSeries { key: string; label: string; dash: string }
 
+// A classifier's series, as the server names them; valid accuracy is drawn from the error here.
 export const SERIES: CurveSeries[] = [
   { key: 'train_loss', label: 'train loss', dash: 'solid' },
   { key: 'train_error', label: 'train error', dash: 'dashed' },
   { key: 'valid_error', label: 'valid error', dash: 'dotted' },
   { key: 'valid_accuracy', label: 'valid accuracy', dash: 'dashdot' },
 ]
+const DASHES = ['solid', 'dashed', 'dotted', 'dashdot', 'dotdash', '6 2 2 2']
+
+// The series a run's source holds (the server's tags: a detector's loss parts and mAP, a segmenter's
+// mean IoU, ...), each with its dash: a classifier's as SERIES, others in turn. The keys streamed
+// from the job's metric events are these, less the derived valid accuracy.
+export function seriesOf(source: BokehColumnDataSource, accuracy: boolean): CurveSeries[] {
+  const tags = (source as unknown as { tags?: unknown[] }).tags ?? []
+  const parsed = tags.map((t) => { try { return typeof t === 'string' ? JSON.parse(t) : null } catch { return null } })
+  const given: { key: string; label: string }[] = parsed.find((t) => t && Array.isArray(t.series))?.series ?? SERIES.slice(0, 3)
+  const known = new Map(SERIES.map((s) => [s.key, s]))
+  const series = given.map((g, i) => known.get(g.key) ?? { key: g.key, label: g.label, dash: DASHES[i % DASHES.length] })
+  if (accuracy && given.some((g) => g.key === 'valid_error')) series.push(SERIES[3])
+  return series
+}
 
 // Bokeh's Category10, as the server's figure uses it.
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
@@ -23,6 +38,7 @@ export interface CurveRun { id: number; accuracy: boolean }  // accuracy: a clas
 export interface StyledCurves {
   epochs: Map<number, BokehColumnDataSource>  // run id -> its epoch source (run-<id>)
   steps: Map<number, BokehColumnDataSource>   // run id -> its per-step loss (steps-<id>: x, loss)
+  keys: Map<number, string[]>                 // run id -> the metrics an epoch streams (its series)
 }
 
 // Validation accuracy from the error, for sources and streamed points alike; NaN where it does not
@@ -35,12 +51,14 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
   const M = bokehModels()
   const plot = doc.get_model_by_name('learning-curves') as BokehModel | null
   if (!plot) throw new Error('The learning-curves figure has no plot')
+  const sources = runs.map((run) => doc.get_model_by_name(`run-${run.id}`) as BokehColumnDataSource | null)
+  const classifiersOnly = sources.every((source) => !source || seriesOf(source, false).every((x) => SERIES.some((k) => k.key === x.key)))
   // Epochs are whole numbers: ticks at least 1 apart (so 1, 2, 3 or 2, 4, 6; never 1.5).
   for (const axis of plot.below as BokehModel[]) {
     if (axis instanceof M.LinearAxis && axis.ticker) axis.ticker.min_interval = 1
   }
   for (const axis of plot.left as BokehModel[]) {
-    if (axis instanceof M.LinearAxis) axis.axis_label = 'loss / error / accuracy'
+    if (axis instanceof M.LinearAxis) axis.axis_label = classifiersOnly ? 'loss / error / accuracy' : 'loss / score'
   }
   // The server's own legend and lines make way for these (the legend first: it refers to the lines).
   for (const side of ['center', 'right', 'left', 'above', 'below'] as const) {
@@ -49,6 +67,8 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
   plot.renderers = []
 
   const compare = runs.length > 1
+  const keys = new Map<number, string[]>()
+  const legendSeries = new Map<string, CurveSeries>()  // every run's series, in order of appearance
   const epochs = new Map<number, BokehColumnDataSource>()
   const steps = new Map<number, BokehColumnDataSource>()
   const bySeries = new Map<string, BokehModel[]>()
@@ -59,9 +79,14 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
     plot.add_glyph(new M.Line({ x: { field: x }, y: { field: y }, line_color: colour, ...extra }), source) as BokehModel
 
   runs.forEach((run, index) => {
-    const source = doc.get_model_by_name(`run-${run.id}`) as BokehColumnDataSource | null
+    const source = sources[index]
     if (!source) return
-    source.data = { ...source.data, valid_accuracy: accuracyOf(source.data.valid_error as ArrayLike<number>, run.accuracy) }
+    const series = seriesOf(source, run.accuracy)
+    keys.set(run.id, series.map((x) => x.key).filter((k) => k !== 'valid_accuracy'))
+    series.forEach((x) => { if (!legendSeries.has(x.key)) legendSeries.set(x.key, x) })
+    if (source.data.valid_error) {
+      source.data = { ...source.data, valid_accuracy: accuracyOf(source.data.valid_error as ArrayLike<number>, run.accuracy) }
+    }
     epochs.set(run.id, source)
     const runColour = PALETTE[index % PALETTE.length]
     const colourOf = (series: number) => (compare ? runColour : PALETTE[series % PALETTE.length])
@@ -71,8 +96,7 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
     const faint = line(stepSource, 'x', 'loss', colourOf(0), { line_alpha: 0.28, line_width: 1 })
     stepRenderers.push(faint)
     own.push(faint)
-    SERIES.forEach((series, s) => {
-      if (series.key === 'valid_accuracy' && !run.accuracy) return
+    series.forEach((series, s) => {
       const drawn = line(source, 'epoch', series.key, colourOf(s), { line_dash: series.dash, line_width: 2 })
       const marks = plot.add_glyph(new M.Scatter({ x: { field: 'epoch' }, y: { field: series.key }, size: 5,
         fill_color: colourOf(s), line_color: colourOf(s) }), source) as BokehModel
@@ -93,7 +117,7 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
     ...(marks ? [plot.add_glyph(new M.Scatter({ x: { field: 'x' }, y: { field: 'y' }, size: 5, fill_color: NEUTRAL,
       line_color: NEUTRAL }), empty()) as BokehModel] : []),
   ]
-  const seriesItems = SERIES.filter((s) => bySeries.has(s.key)).map((s) => new M.LegendItem({
+  const seriesItems = [...legendSeries.values()].filter((s) => bySeries.has(s.key)).map((s) => new M.LegendItem({
     label: { value: s.label }, renderers: [...bySeries.get(s.key)!, ...(compare ? sample(s.dash, true) : [])] }))
   const stepItem = new M.LegendItem({ label: { value: 'train loss per step' },
     renderers: [...stepRenderers, ...(compare ? sample('solid', false, 0.35, 1) : [])] })
@@ -103,10 +127,10 @@ export function styleCurves(doc: BokehDocument, runs: CurveRun[]): StyledCurves 
   for (const tool of (plot.toolbar?.tools ?? []) as BokehModel[]) {
     if (!(tool instanceof M.HoverTool)) continue
     tool.renderers = dots  // the epoch marks: the faint per-step line has none of these fields
-    tool.tooltips = [['epoch', '@epoch'], ['train loss', '@train_loss{0.0000}'], ['train error', '@train_error{0.000}'],
-      ['valid error', '@valid_error{0.000}'], ['valid accuracy', '@valid_accuracy{0.0%}']]
+    tool.tooltips = [['epoch', '@epoch'], ...[...legendSeries.values()].map((x): [string, string] =>
+      [x.label, x.key === 'valid_accuracy' ? '@valid_accuracy{0.0%}' : `@${x.key}{0.0000}`])]
   }
-  return { epochs, steps }
+  return { epochs, steps, keys }
 }
 
 // The per-step losses of one run's job, placed on the epoch axis: the k-th of an epoch's n steps
@@ -121,7 +145,8 @@ export class StepTrack {
   constructor(private estimate: number | null = null) {}
 
   // Events of the run's job in sequence order; those seen already are skipped. Returns whether
-  // the steps changed, and the epochs completed by these events (all three of their metrics).
+  // the steps changed; every other metric is kept per epoch in `points` (the figure streams an epoch
+  // once all of its series are in).
   ingest(events: { seq: number; kind: string; data: Record<string, any> }[], points: Map<number, Record<string, number>>): boolean {
     let changed = false
     for (const event of events) {
@@ -130,7 +155,6 @@ export class StepTrack {
       if (event.kind !== 'metric') continue
       const { name, step, value } = event.data as { name: string; step: number; value: number }
       if (name === 'loss') { this.current.push(value); changed = true; continue }
-      if (!['train_loss', 'train_error', 'valid_error'].includes(name)) continue
       if (name === 'train_loss') {  // the epoch `step` has ended: its steps are all in
         this.closed.set(step, this.current)
         this.current = []

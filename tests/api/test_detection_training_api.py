@@ -2,6 +2,8 @@
 metrics, output files, worst-first result rows, re-evaluation, the endpoint's predictor, bad input."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nnc_web.projects.models import Run
@@ -47,6 +49,12 @@ def test_a_detection_run_through_the_api(alice, client_for, tmp_path):
     from nnc_web.engine.detection_training.bundle import load_detector
     from tests.api.exports import assert_exports_match_the_bundle
 
+    curves = client.get(f"/api/curves/?runs={run['id']}")
+    assert curves.status_code == 200  # the learning curves of a detector: its loss parts and mAP
+    models = [r for r in curves.json()["doc"]["roots"][0]["attributes"]["renderers"]]
+    source = models[0]["attributes"]["data_source"]
+    series = [s["key"] for s in json.loads(source["attributes"]["tags"][0])["series"]]
+    assert series == ["train_loss", "heat_loss", "size_loss", "offset_loss", "valid_map50", "valid_map"]
     assert client.get(f"/api/runs/{run['id']}/").json()["exportable"] is True
     assert_exports_match_the_bundle(client, run["id"], load_detector, ("heat", "size", "offset"))
 

@@ -339,6 +339,7 @@ ORDER = ("image_classification", "object_detection_yolo_v2", "object_detection_c
          "easymaker_classification", "coco_detection", "easymaker_segmentation", "tabular_csv",
          "anomaly_detection_dataset",
          "transfer_learning", "padim", "patchcore", "clip_zero_shot", "resnet50_classification", "tabular_mlp",
+         "object_detection", "detr_resnet50", "semantic_segmentation", "segformer_b3",
          "cross_tabulation", "parameter_stats", "tsne", "scatter_plot", "tile_images", "face_evaluation",
          "grad_cam", "grad_cam_batch", "lime_image", "lime_image_batch", "lime_tabular", "lime_tabular_batch",
          "shap_image", "shap_image_batch", "shap_tabular", "shap_tabular_batch", "smoothgrad", "smoothgrad_batch",

@@ -17,7 +17,7 @@ def train_config(config: dict, params: dict) -> TrainConfig:
         learning_rate=config["learning_rate"], schedule=config["schedule"],
         augmentation=[a for a in config["augmentation"].split(",") if a], save_best=config["save_best"],
         seed=config["seed"], device=config["device"], input_size=params["input_size"],
-        train_param=params["train_param"])
+        train_param=params["train_param"], devices=config.get("devices", 1), nodes=config.get("nodes", ""))
 
 
 def train_and_evaluate(ctx, run: RunInputs, backbone_id: str, config_for, eval_batch_size: int = 64) -> dict:
@@ -69,5 +69,6 @@ PLUGIN = register(Plugin(
     runner=run,
     completer=complete,
     weights=lambda params: params["model"],
-    config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best", "seed", "device"),
+    config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best", "seed", "device",
+                   "devices", "nodes"),
 ))

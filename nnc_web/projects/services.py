@@ -32,7 +32,7 @@ DATASET_FIELDS = ("train_dataset", "valid_dataset")
 TRAINING_DATA: dict[str, DatasetNeeds] = {
     "transfer_learning": IMAGE_CLASSIFICATION, "resnet50_classification": IMAGE_CLASSIFICATION,
     "tabular_mlp": TABULAR, "padim": ANOMALY, "patchcore": ANOMALY, "object_detection": DETECTION,
-    "semantic_segmentation": SEGMENTATION}
+    "semantic_segmentation": SEGMENTATION, "detr_resnet50": DETECTION, "segformer_b3": SEGMENTATION}
 
 
 def _project_name_error(owner, name: str, project: Project | None = None) -> str | None:

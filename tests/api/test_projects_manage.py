@@ -37,7 +37,7 @@ def start(client, project_id: int, plugin: str = "transfer_learning", **body) ->
 
 EXPECTED_FIELDS = {
     "transfer_learning": {"max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation",
-                          "save_best", "seed", "device"},
+                          "save_best", "seed", "device", "devices", "nodes"},
     "resnet50_classification": {"seed", "device"},
     "padim": {"batch_size", "seed", "device"},
     "patchcore": {"batch_size", "seed", "device"},
@@ -127,7 +127,7 @@ def test_runs_list_shows_each_runs_own_settings(project):
     assert listed[transfer["id"]]["settings"] == {
         "model": "efficientnet_lite0", "train_param": "last_fc_only", "input_size": 32, "max_epoch": 2,
         "batch_size": 16, "optimizer": "adam", "learning_rate": 0.003, "schedule": "none", "augmentation": "",
-        "save_best": True, "seed": 0, "device": "auto"}
+        "save_best": True, "seed": 0, "device": "auto", "devices": "1", "nodes": ""}
     labels = listed[transfer["id"]]["setting_labels"]
     assert labels["max_epoch"] == "Epochs" and labels["save_best"] == "Keep the best epoch"  # the form's words
     assert set(labels) <= set(listed[transfer["id"]]["settings"])

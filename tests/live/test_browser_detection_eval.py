@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -15,25 +14,16 @@ from tests.sample_data import write_yolo_zip
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
-# RunPage.tsx mounts the evaluation once its `evaluated` counts detector and segmenter runs (reported
-# to the lead as a one-line change of that file, which is not ours): until then there is nothing to test.
-RUN_PAGE = Path(__file__).resolve().parents[2] / "frontend" / "src" / "RunPage.tsx"
-shown = next((line for line in RUN_PAGE.read_text().splitlines() if "const evaluated =" in line), "")
-pytestmark.append(pytest.mark.skipif("detection" not in shown, reason="RunPage.tsx does not show the evaluation "
-                                     "of detector and segmenter runs yet (its `evaluated`)"))
-
-
 def watch_failures(browser_page) -> list[str]:
     """The requests of the evaluation (results, run and dataset files, plots) that failed."""
     failed: list[str] = []
     browser_page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 and any(
-        part in r.url for part in ("/results/", "/files/", "/plot/")) else None)
+        part in r.url for part in ("/results/", "/files/", "/plot/", "/curves/")) else None)
     return failed
 
 
 def script_errors(browser_page) -> list[str]:
-    # a resource that failed is in watch_failures' list when it is ours (the learning curves of a
-    # detector answer 500 today: another module's, reported)
+    # a resource that failed is in watch_failures' list (the learning curves included)
     return [e for e in browser_page.errors if not e.startswith("Failed to load resource")]
 
 

@@ -45,6 +45,12 @@ def test_a_detection_run_through_the_api(alice, client_for, tmp_path):
 
     run_job(job["id"])
     assert client.get(f"/api/runs/{run['id']}/").json()["metrics"]["map_50"] == pytest.approx(metrics["map_50"])
+    from django.core.management import call_command
+
+    (Run.objects.get(pk=run["id"]).folder() / "metrics.json").unlink()
+    call_command("evaluate", str(run["id"]))  # headless, through the same evaluator as Evaluate again
+    assert Run.objects.get(pk=run["id"]).metrics["map_50"] == pytest.approx(metrics["map_50"])
+    assert (Run.objects.get(pk=run["id"]).folder() / "metrics.json").is_file()
     assert (Run.objects.get(pk=run["id"]).folder() / "model" / "manifest.json").exists()
     from nnc_web.engine.detection_training.bundle import load_detector
     from tests.api.exports import assert_exports_match_the_bundle

@@ -1,11 +1,11 @@
 """`manage.py evaluate <run id>`: evaluate a run's model bundle over its validation dataset again."""
-import torch
+import json
+
 from django.core.management.base import BaseCommand, CommandError
 
 from nnc_web.engine.reporting import ConsoleReporter, UserError
-from nnc_web.engine.training.bundle import load_bundle
-from nnc_web.engine.training.data import load_classification_csv
-from nnc_web.engine.training.evaluation import evaluate_into
+from nnc_web.plugins.evaluation import EVALUATORS
+from nnc_web.projects.inputs import run_inputs
 from nnc_web.projects.models import Run
 
 
@@ -17,18 +17,20 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="accepted for symmetry: evaluation runs here")
 
     def handle(self, *args, **options) -> None:
-        run = Run.objects.select_related("valid_dataset").filter(pk=options["run"]).first()
+        run = Run.objects.select_related("project", "train_dataset", "valid_dataset").filter(pk=options["run"]).first()
         if run is None:
             raise CommandError(f"no run {options['run']}")
         folder = run.folder()
         try:
-            model, manifest = load_bundle(folder / "model")
             if run.valid_dataset is None:
                 raise UserError("the run's validation dataset was deleted")
-            data = load_classification_csv(run.valid_dataset.csv_path())
-            reporter = ConsoleReporter(folder, quiet=False)
-            metrics = evaluate_into(folder, model, manifest["backbone"], manifest["input_size"], data,
-                                    torch.device("cpu"), reporter)
+            try:
+                architecture = json.loads((folder / "model" / "manifest.json").read_text()).get("architecture")
+            except (OSError, ValueError) as exc:
+                raise UserError("this run has no trained model (no readable model/manifest.json)") from exc
+            if architecture not in EVALUATORS:  # the same evaluators as the run page's *Evaluate again*
+                raise UserError(f"runs of this model ({architecture}) cannot be evaluated again")
+            metrics = EVALUATORS[architecture](ConsoleReporter(folder, quiet=False), run_inputs(run), folder / "model")
         except UserError as exc:
             raise CommandError(str(exc)) from exc
         run.metrics = metrics

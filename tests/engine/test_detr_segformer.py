@@ -4,12 +4,14 @@ shapes, the loss going down, evaluation files with mAP / mean IoU, bundle round 
 lookup (NNC_MODEL_DIR, import, the missing-weights message) without any download."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nnc_web.engine import hf_weights
 from nnc_web.engine.detection_training.detr import (
@@ -58,6 +60,10 @@ def reporter(tmp_path) -> ConsoleReporter:
     return ConsoleReporter(tmp_path / "log", quiet=True)
 
 
+def _b64(path) -> str:
+    return base64.b64encode(open(path, "rb").read()).decode()
+
+
 def test_detr_targets_are_normalised_centre_boxes_and_the_loss_has_detr_parts(tmp_path):
     rows = torch.tensor([[2, 0.1, 0.2, 0.5, 0.6], [0, 0.0, 0.0, 1.0, 0.5]])
     (target, empty) = detr_targets([rows, torch.zeros(0, 5)], CPU)
@@ -102,6 +108,24 @@ def test_detr_trains_evaluates_and_its_bundle_round_trips(shapes, tmp_path):  # 
         before, after = model.eval()(pixel_values=images), loaded(pixel_values=images)
     assert torch.allclose(before.logits, after.logits, atol=1e-5)
     assert torch.allclose(before.pred_boxes, after.pred_boxes, atol=1e-5)
+    from nnc_web.engine.serving.predictor import load_predictor, task_of
+
+    predictor = load_predictor(tmp_path / "model")
+    predictor.manifest["threshold"] = 0.0  # every query, so each box is compared (a tiny DETR scores low)
+    served = predictor.predict([{"data": _b64(valid.images[0])}])[0]  # an endpoint's answer
+    assert task_of(manifest) == "detection"
+    width, height = Image.open(valid.images[0]).size
+    evaluated = predict_detr(loaded, dataclasses.replace(valid, images=valid.images[:1], boxes=valid.boxes[:1],
+                                                         rows=valid.rows[:1]), SIZE, CPU, log)[0]
+    kept = [(b, s, la) for b, s, la in zip(evaluated["boxes"].tolist(), evaluated["scores"].tolist(),
+                                            evaluated["labels"].tolist(), strict=True)]
+    assert len(served) == len(kept) > 0  # the evaluation's boxes, in the image's pixels
+    for answer, (box, score, label) in zip(served, kept, strict=True):
+        assert answer["score"] == pytest.approx(score, abs=1e-5)
+        (name, corners), = ((k, v) for k, v in answer.items() if k != "score")
+        assert name == BOX_NAMES[label]
+        assert [corners[k] for k in ("xmin", "ymin", "xmax", "ymax")] == pytest.approx(
+            [box[0] * width, box[1] * height, box[2] * width, box[3] * height], abs=0.02)
 
     resumed_log = reporter(tmp_path)  # the finished run's checkpoint: resume trains no further epoch
     _, again = train_detr(train, valid, BOX_NAMES, size=SIZE, learning_rate=1e-3, batch_size=8, eval_batch_size=8,
@@ -145,6 +169,10 @@ def test_segformer_trains_honours_ignore_evaluates_and_round_trips(masks, tmp_pa
     assert manifest["id2label"] == {"0": "background", "1": "square", "2": "disc"} and manifest["ignore_index"] == 255
     with torch.no_grad():
         assert torch.allclose(model.eval()(pixel_values=images).logits, loaded(pixel_values=images).logits, atol=1e-5)
+    from nnc_web.engine.serving.predictor import load_predictor
+
+    mask = load_predictor(tmp_path / "model").predict([{"data": _b64(valid.images[0])}])[0]
+    assert len(mask) == 512 and len(mask[0]) == 512 and set(np.unique(np.asarray(mask))) <= set(MASK_NAMES)
 
 
 def test_segformer_refuses_mask_ids_outside_the_label_map(masks, tmp_path):  # noqa: F811

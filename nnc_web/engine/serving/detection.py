@@ -1,8 +1,8 @@
 """Detector and segmenter bundles in EasyMaker's answer formats.
 
-Detection (`centernet_detector`): per image a list of `{"<label>": {"xmin", "ymin", "xmax", "ymax"},
+Detection (`centernet_detector`, `detr_detector`): per image a list of `{"<label>": {"xmin", "ymin", "xmax", "ymax"},
 "score"}` in the request image's pixels, the boxes at or above the bundle's threshold, best first (the
-score is beyond EasyMaker). Segmentation (`lraspp_segmenter`): per image the label of every pixel as
+score is beyond EasyMaker). Segmentation (`lraspp_segmenter`, `segformer_segmenter`): per image the label of every pixel as
 rows of a 512 x 512 grid, as EasyMaker answers. Both use the evaluation's exact preprocessing (RGB,
 bilinear resize to the input size, the backbone's normalisation)."""
 from __future__ import annotations
@@ -96,6 +96,48 @@ class SegmenterPredictor(_BundlePredictor):
         return names[output].tolist()
 
 
+class DetrPredictor(DetectorPredictor):
+    """DETR's queries through its own post-processing, as its evaluation (`predict_detr`) reads them."""
+
+    @torch.no_grad()
+    def forward(self, prepared: list[Prepared]) -> list[tuple]:
+        from transformers import DetrImageProcessor
+
+        processor = DetrImageProcessor()
+        found = []
+        for batch in self._batches(prepared):
+            for result in processor.post_process_object_detection(self.model(pixel_values=batch), threshold=0.0):
+                order = torch.argsort(result["scores"], descending=True)
+                found.append((result["boxes"][order].clamp(0, 1).cpu(), result["scores"][order].cpu(),
+                              result["labels"][order].cpu()))
+        return found
+
+
+class SegformerPredictor(SegmenterPredictor):
+    @torch.no_grad()
+    def forward(self, prepared: list[Prepared]) -> list[np.ndarray]:
+        masks = []
+        for batch in self._batches(prepared):
+            logits = F.interpolate(self.model(pixel_values=batch).logits, size=(MASK_SIDE, MASK_SIDE),
+                                   mode="bilinear", align_corners=False)
+            masks.extend(logits.argmax(1).cpu().numpy())
+        return masks
+
+
+def _detr(folder: Path, manifest: dict, device: torch.device, runtime: str, onnx_dir: Path | None):
+    from nnc_web.engine.detection_training.detr import load_detr
+
+    model, manifest = load_detr(folder, str(device))
+    return DetrPredictor(model, manifest, device)
+
+
+def _segformer(folder: Path, manifest: dict, device: torch.device, runtime: str, onnx_dir: Path | None):
+    from nnc_web.engine.segmentation_training.segformer import load_segformer
+
+    model, manifest = load_segformer(folder, str(device))
+    return SegformerPredictor(model, manifest, device)
+
+
 def _detector(folder: Path, manifest: dict, device: torch.device, runtime: str, onnx_dir: Path | None):
     from nnc_web.engine.detection_training.bundle import load_detector
 
@@ -112,3 +154,5 @@ def _segmenter(folder: Path, manifest: dict, device: torch.device, runtime: str,
 
 register_predictor("centernet_detector", "image", _detector, task="detection")
 register_predictor("lraspp_segmenter", "image", _segmenter, task="segmentation")
+register_predictor("detr_detector", "image", _detr, task="detection")
+register_predictor("segformer_segmenter", "image", _segformer, task="segmentation")

@@ -28,6 +28,22 @@ class RunInputs:
     history: list = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)  # the training dataset's (its import named them)
 
+    def datasets(self) -> tuple[Path, Path]:
+        """The training and validation CSVs; a run that lacks either cannot train."""
+        from nnc_web.engine.errors import UserError
+
+        if self.train_csv is None or self.valid_csv is None:
+            raise UserError("the run needs a training and a validation dataset")
+        return self.train_csv, self.valid_csv
+
+    def dataset_ids(self) -> dict:
+        """The bundle's record of the datasets it was trained and validated on."""
+        return {"train": self.train_dataset_id, "valid": self.valid_dataset_id}
+
+    def training_record(self, params: dict, best_epoch: int | None) -> dict:
+        """The bundle's record of how it was trained: the config, the plugin's own parameters, the best epoch."""
+        return {**self.config, **{k: v for k, v in params.items() if not k.startswith("_")}, "best_epoch": best_epoch}
+
 
 @dataclass(frozen=True)
 class Workspace:

@@ -31,9 +31,8 @@ def class_names_for(given: str | None, count: int, known: list[str] | tuple[str,
 
 def run(ctx, params: dict) -> dict:
     run_row: RunInputs = params["_run"]
-    if run_row.train_csv is None or run_row.valid_csv is None:
-        raise UserError("the run needs a training and a validation dataset")
-    train, valid = load_detection_csv(run_row.train_csv), load_detection_csv(run_row.valid_csv)
+    train_csv, valid_csv = run_row.datasets()
+    train, valid = load_detection_csv(train_csv), load_detection_csv(valid_csv)
     names = class_names_for(params.get("class_names"), max(train.num_classes(), valid.num_classes()),
                             run_row.class_names)
     config = run_row.config
@@ -48,9 +47,7 @@ def run(ctx, params: dict) -> dict:
     metrics = evaluate_detector(ctx.workdir, result.model, valid, names, trainer.size, params["threshold"],
                                 trainer.device, ctx, batch_size=config["batch_size"])
     save_detector(ctx.workdir / "model", result.model, names, trainer.size, params["threshold"],
-                  {**config, **{k: v for k, v in params.items() if not k.startswith("_")},
-                   "best_epoch": result.best_epoch},
-                  {"train": run_row.train_dataset_id, "valid": run_row.valid_dataset_id})
+                  run_row.training_record(params, result.best_epoch), run_row.dataset_ids())
     ctx.log("model bundle saved (manifest.json + weights.safetensors)")
     return {"metrics": metrics, "history": result.history}
 

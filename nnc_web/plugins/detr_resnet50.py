@@ -15,7 +15,6 @@ from nnc_web.engine.detection_training.detr import (
 )
 from nnc_web.engine.detection_training.evaluation import evaluate_detector
 from nnc_web.engine.hf_weights import is_available, missing_weights_message, tiny_configs
-from nnc_web.engine.reporting import UserError
 from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.detection_training import class_names_for
@@ -46,9 +45,8 @@ def cross_check(params: dict) -> dict[str, str]:
 
 def run(ctx, params: dict) -> dict:
     run_row: RunInputs = params["_run"]
-    if run_row.train_csv is None or run_row.valid_csv is None:
-        raise UserError("the run needs a training and a validation dataset")
-    train, valid = load_detection_csv(run_row.train_csv), load_detection_csv(run_row.valid_csv)
+    train_csv, valid_csv = run_row.datasets()
+    train, valid = load_detection_csv(train_csv), load_detection_csv(valid_csv)
     names = run_class_names(params, run_row, max(train.num_classes(), valid.num_classes()))
     config = run_row.config
     device = resolve_device(config.get("device", "auto"))
@@ -62,9 +60,7 @@ def run(ctx, params: dict) -> dict:
     metrics = evaluate_detector(ctx.workdir, model, valid, names, params["input_size"], params["threshold"], device,
                                 ctx, batch_size=params["per_device_eval_batch_size"], predict=predict_detr)
     save_detr(ctx.workdir / "model", model, names, params["input_size"], params["threshold"],
-              {**config, **{k: v for k, v in params.items() if not k.startswith("_")},
-               "best_epoch": result.best_epoch},
-              {"train": run_row.train_dataset_id, "valid": run_row.valid_dataset_id})
+              run_row.training_record(params, result.best_epoch), run_row.dataset_ids())
     ctx.log("model bundle saved (manifest.json + weights.safetensors)")
     return {"metrics": metrics, "history": result.history}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnc_web.engine.detection_training.model import BACKBONE
-from nnc_web.engine.reporting import UserError
 from nnc_web.engine.segmentation_training.bundle import ARCHITECTURE, load_segmenter, save_segmenter
 from nnc_web.engine.segmentation_training.data import load_segmentation_csv
 from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
@@ -18,9 +17,8 @@ from nnc_web.plugins.transfer_learning import complete
 
 def run(ctx, params: dict) -> dict:
     run_row: RunInputs = params["_run"]
-    if run_row.train_csv is None or run_row.valid_csv is None:
-        raise UserError("the run needs a training and a validation dataset")
-    train, valid = load_segmentation_csv(run_row.train_csv), load_segmentation_csv(run_row.valid_csv)
+    train_csv, valid_csv = run_row.datasets()
+    train, valid = load_segmentation_csv(train_csv), load_segmentation_csv(valid_csv)
     names = train.class_names or valid.class_names  # the label map (id2label) the import wrote into the header
     config = run_row.config
     train_config = TrainConfig(
@@ -32,9 +30,7 @@ def run(ctx, params: dict) -> dict:
     result = trainer.run(resume=bool(ctx.context.get("resume")))
     metrics = evaluate_segmenter(ctx.workdir, result.model, valid, names, trainer.size, trainer.device, ctx)
     save_segmenter(ctx.workdir / "model", result.model, names, trainer.size,
-                   {**config, **{k: v for k, v in params.items() if not k.startswith("_")},
-                    "best_epoch": result.best_epoch},
-                   {"train": run_row.train_dataset_id, "valid": run_row.valid_dataset_id})
+                   run_row.training_record(params, result.best_epoch), run_row.dataset_ids())
     ctx.log("model bundle saved (manifest.json + weights.safetensors)")
     return {"metrics": metrics, "history": result.history}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -95,6 +96,13 @@ def is_available(model_id: str) -> bool:
     return weights_folder(model_id) is not None
 
 
+def listing() -> list[dict]:
+    """The models listing's entries (`/api/models/`): each hub model, whether a run with `pretrained` on can
+    start (tiny test configs need no weights), and the training plugin and parameter that ask for it."""
+    return [{"id": m.id, "title": m.title, "available": tiny_configs() or is_available(m.id), "input_size": None,
+             "repo": m.repo, "plugin": m.id, "param": "pretrained"} for m in MODELS.values()]
+
+
 def missing_weights_message(model_id: str) -> str:
     model = get_model(model_id)
     return (f"the weights of {model.id} ({model.repo}, {model.title}) are not on this machine. On a machine with "
@@ -111,21 +119,73 @@ def require_weights(model_id: str) -> Path:
     return folder
 
 
+# Stray checkpoint entries (buffers a transformers version writes and another does not) that still let a file
+# count as the model's; beyond them, unexpected tensors outside the replaced heads mean another model.
+UNEXPECTED_TOLERANCE = 4
+_PATH = re.compile(r"(?<![\w.:/\\])(?:[A-Za-z]:)?(?:[\\/][^\s'\"`\\/:]+)+[\\/]?")
+
+
+def strip_paths(text: str) -> str:
+    """`text` with every absolute path reduced to its last part (messages must not show server paths)."""
+    return _PATH.sub(lambda m: Path(m.group(0).rstrip("/\\")).name or "folder", text)
+
+
+def _examples(keys, count: int = 3) -> str:
+    return ", ".join(sorted(keys)[:count])
+
+
 def load_pretrained(model_class, model_id: str, folder: Path, **overrides):
-    """`model_class.from_pretrained` from a local folder only; heads listed in `replaced` may be new or
-    resized, anything else missing is an error (the file is not this model's)."""
+    """`model_class.from_pretrained` from a local folder only. Heads listed in `replaced` may be missing or
+    of another size (a run sizes them for its classes); any other tensor missing or of another shape, or
+    more than a few tensors the model has no place for, mean the file is not this model's: a UserError."""
+    from safetensors import SafetensorError
+
     model = get_model(model_id)
     try:
-        loaded, info = model_class.from_pretrained(str(folder), local_files_only=True, ignore_mismatched_sizes=True,
-                                                   output_loading_info=True, **overrides)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"the weights in {folder.name} do not load into {model.id}: {str(exc).splitlines()[0][:300]}"
-                        ) from exc
-    missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.replaced)]
+        config = model_class.config_class.from_pretrained(str(folder), local_files_only=True, **overrides)
+        # never let timm fetch a backbone (transformers 5 keeps the switch in backbone_config; an override
+        # passed to the model's from_pretrained would reach its __init__ and fail)
+        for part in (config, getattr(config, "backbone_config", None)):
+            if part is not None and hasattr(part, "use_pretrained_backbone"):
+                part.use_pretrained_backbone = False
+        loaded, info = model_class.from_pretrained(str(folder), config=config, local_files_only=True,
+                                                   ignore_mismatched_sizes=True, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a broken or foreign file
+        reason = strip_paths(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]
+        raise UserError(f"the weights in {folder.name} do not load into {model.id}: {reason}") from exc
+    replaced = model.replaced
+    mismatched = [(key, tuple(ckpt), tuple(own)) for key, ckpt, own in info.get("mismatched_keys", [])
+                  if not key.startswith(replaced)]
+    if mismatched:
+        shown = ", ".join(f"{key} {list(ckpt)} instead of {list(own)}" for key, ckpt, own in sorted(mismatched)[:2])
+        raise UserError(f"the weights in {folder.name} are not {model.id} weights: {len(mismatched)} tensors have "
+                        f"other shapes (e.g. {shown}); give the files of https://huggingface.co/{model.repo}")
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(replaced)]
     if missing:
-        raise UserError(f"the weights in {folder.name} do not fit {model.id}: {len(missing)} tensors missing "
-                        f"(e.g. {', '.join(sorted(missing)[:3])})")
+        raise UserError(f"the weights in {folder.name} are not {model.id} weights: {len(missing)} tensors missing "
+                        f"(e.g. {_examples(missing)}); give the files of https://huggingface.co/{model.repo}")
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(replaced)
+                  and not k.endswith("num_batches_tracked")]
+    if len(unexpected) > UNEXPECTED_TOLERANCE:
+        raise UserError(f"the weights in {folder.name} are not {model.id} weights: {len(unexpected)} tensors of "
+                        f"another model (e.g. {_examples(unexpected)}); give the files of "
+                        f"https://huggingface.co/{model.repo}")
     return loaded
+
+
+def reference_config(model_id: str) -> dict:
+    """The config a weights file must fit: the hub model's, or with NNC_TINY_HF_CONFIGS=1 the tests' tiny one."""
+    model = get_model(model_id)
+    if not tiny_configs():
+        return dict(model.reference_config)
+    if model.id == "detr_resnet50":
+        from nnc_web.engine.detection_training.detr import tiny_config
+    else:
+        from nnc_web.engine.segmentation_training.segformer import tiny_config
+    config = tiny_config(["0", "1"]).to_diff_dict()
+    for key in ("transformers_version", "id2label", "label2id"):
+        config.pop(key, None)
+    return config
 
 
 def _model_class(model_id: str):
@@ -139,27 +199,34 @@ def _model_class(model_id: str):
 
 
 def import_hf_weights(model_id: str, source: Path) -> Path:
-    """Check that `source` (a hub snapshot folder, or a bare model.safetensors / pytorch_model.bin loaded
-    with the hub's config) loads into the model, then keep it as NNC_MODEL_DIR/<id>/ (safetensors)."""
+    """Check that `source` (a hub snapshot folder, or a bare model.safetensors / pytorch_model.bin) loads into
+    the hub model's architecture, then keep it as NNC_MODEL_DIR/<id>/ (safetensors). The weights are always
+    loaded with the hub's config (a folder's own config.json only tells its model type), so another size of
+    the same model (a SegFormer-B0 for segformer_b3) is refused by its shapes."""
     model = get_model(model_id)
     source = Path(source)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch)
+        folder = Path(scratch) / source.name
+        folder.mkdir()
         if source.is_dir():
             if not _complete(source):
                 raise UserError(f"{source.name} must hold config.json and {' or '.join(WEIGHT_FILES)} "
                                 f"(the files of https://huggingface.co/{model.repo})")
-            config = json.loads((source / "config.json").read_text())
+            try:
+                model_type = json.loads((source / "config.json").read_text()).get("model_type")
+            except (ValueError, AttributeError):
+                raise UserError(f"{source.name}: config.json is not a Hugging Face config") from None
             weights = next(source / n for n in WEIGHT_FILES if (source / n).is_file())
         elif source.is_file():
             if source.suffix not in (".safetensors", ".bin", ".pth", ".pt"):
                 raise UserError(f"{source.name}: give model.safetensors or pytorch_model.bin of {model.repo}, "
                                 f"or the folder that holds them with config.json")
-            config, weights = dict(model.reference_config), source
+            model_type, weights = model.reference_config["model_type"], source
         else:
-            raise UserError(f"{source} does not exist")
-        if config.get("model_type") != model.reference_config["model_type"]:
-            raise UserError(f"{source.name} holds a {config.get('model_type')!r} model, not {model.repo}")
+            raise UserError(f"{source.name} does not exist")
+        if model_type != model.reference_config["model_type"]:
+            raise UserError(f"{source.name} holds a {model_type!r} model, not {model.repo}")
+        config = reference_config(model.id)
         config["use_pretrained_backbone"] = False  # never let timm fetch the backbone on its own
         (folder / "config.json").write_text(json.dumps(config))
         name = "model.safetensors" if weights.suffix == ".safetensors" else "pytorch_model.bin"

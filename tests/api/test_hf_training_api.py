@@ -96,11 +96,19 @@ def test_segformer_headless_run_plugin_project(alice, client_for, tmp_path, monk
     assert json.loads((run.folder() / "metrics.json").read_text())["mean_iou"] == pytest.approx(metrics["mean_iou"])
 
 
-def test_import_weights_command_knows_the_hub_models(tmp_path, capsys):
+def test_import_weights_command_knows_the_hub_models(tmp_path, capsys, monkeypatch):
     from transformers import SegformerForSemanticSegmentation
 
     from nnc_web.engine.segmentation_training.segformer import tiny_config
 
+    monkeypatch.setenv(hf_weights.TINY_ENV, "1")  # the tiny config stands for nvidia/mit-b3's
+    wider = tiny_config(["a", "b"])
+    wider.hidden_sizes = [16, 32, 64, 128]  # another size of the same model (as a MiT-b0 file would be)
+    SegformerForSemanticSegmentation(wider).save_pretrained(tmp_path / "mit-b0")
+    with pytest.raises(CommandError, match=r"mit-b0 are not segformer_b3 weights: \d+ tensors have other shapes") \
+            as refused:
+        call_command("import_weights", "segformer_b3", str(tmp_path / "mit-b0"))
+    assert str(tmp_path) not in str(refused.value) and not hf_weights.is_available("segformer_b3")
     SegformerForSemanticSegmentation(tiny_config(["a", "b"])).save_pretrained(tmp_path / "snapshot")
     call_command("import_weights", "segformer_b3", str(tmp_path / "snapshot"))
     assert "segformer_b3: weights checked and stored in" in capsys.readouterr().out
@@ -109,3 +117,26 @@ def test_import_weights_command_knows_the_hub_models(tmp_path, capsys):
         call_command("import_weights", "detr_resnet50", str(tmp_path / "nothing"))
     with pytest.raises(CommandError, match="not facebook/detr-resnet-50"):
         call_command("import_weights", "detr_resnet50", str(tmp_path / "snapshot"))
+
+
+def test_the_models_listing_marks_detr_and_segformer_weights_missing_ahead_of_the_form(alice, client_for, tmp_path,
+                                                                                       monkeypatch):
+    def listed() -> dict:
+        return {m["id"]: m for m in client_for(alice).get("/api/models/").json()["results"]}
+
+    hub = listed()
+    for model_id, repo in (("detr_resnet50", "facebook/detr-resnet-50"), ("segformer_b3", "nvidia/mit-b3")):
+        # the training form finds the entry by plugin and switch, and marks `pretrained` before any submission
+        assert hub[model_id]["available"] is False, hub[model_id]
+        assert (hub[model_id]["plugin"], hub[model_id]["param"], hub[model_id]["repo"]) == (model_id, "pretrained",
+                                                                                            repo)
+    assert hub["resnet18"]["available"] is False and "plugin" not in hub["resnet18"]  # the store's backbones stay
+    monkeypatch.setenv(hf_weights.TINY_ENV, "1")  # tiny test configs need no weights: nothing to mark
+    assert {k: m["available"] for k, m in listed().items() if "plugin" in m} == {"detr_resnet50": True,
+                                                                                "segformer_b3": True}
+    monkeypatch.delenv(hf_weights.TINY_ENV)
+    folder = hf_weights.stored_folder("segformer_b3")  # an import (config + weights) makes it available
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    assert listed()["segformer_b3"]["available"] is True and listed()["detr_resnet50"]["available"] is False

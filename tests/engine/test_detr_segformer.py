@@ -194,13 +194,16 @@ def test_missing_weights_name_the_import_command_and_imports_are_checked(monkeyp
     assert "import_weights segformer_b3" in hf_weights.missing_weights_message("segformer_b3")
     assert "nvidia/mit-b3" in hf_weights.missing_weights_message("segformer_b3")
 
-    # A hub-style folder (config.json + model.safetensors) of the tiny SegFormer imports, then loads offline.
+    # A hub-style folder (config.json + model.safetensors) of the tiny SegFormer imports (checked against the
+    # tests' tiny reference config), then loads offline as the real files would.
     from transformers import SegformerForSemanticSegmentation
 
     from nnc_web.engine.segmentation_training.segformer import tiny_config
 
     SegformerForSemanticSegmentation(tiny_config(["a", "b"])).save_pretrained(tmp_path / "snapshot")
+    monkeypatch.setenv(hf_weights.TINY_ENV, "1")
     target = hf_weights.import_hf_weights("segformer_b3", tmp_path / "snapshot")
+    monkeypatch.delenv(hf_weights.TINY_ENV)
     assert target == tmp_path / "models" / "segformer_b3" and (target / "model.safetensors").is_file()
     assert hf_weights.weights_folder("segformer_b3") == target
     model = build_segformer(MASK_NAMES, pretrained=True, reporter=reporter(tmp_path))
@@ -219,8 +222,72 @@ def test_missing_weights_name_the_import_command_and_imports_are_checked(monkeyp
     (tmp_path / "other" / "model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="holds a 'bert' model"):
         hf_weights.import_hf_weights("segformer_b3", tmp_path / "other")
-    with pytest.raises(UserError, match="do not fit detr_resnet50|do not load into detr_resnet50"):
+    with pytest.raises(UserError, match="is not|are not detr_resnet50 weights: .* tensors missing"):
         hf_weights.import_hf_weights("detr_resnet50", target / "model.safetensors")
+
+
+def _saved(model_class, config, folder):
+    model_class(config).save_pretrained(folder)
+    return folder
+
+
+def _resized_segformer(hidden_sizes: list[int]):
+    from nnc_web.engine.segmentation_training.segformer import tiny_config
+
+    config = tiny_config(["a", "b"])
+    config.hidden_sizes = hidden_sizes
+    return config
+
+
+def test_weights_of_another_size_are_refused_without_server_paths(tmp_path):
+    """The tiny reference stands for the hub model: a checkpoint of the same family with other widths (as a
+    SegFormer-B0 file for segformer_b3) is refused, by import_weights and by a run's load alike."""
+    from transformers import DetrForObjectDetection, SegformerForSemanticSegmentation
+
+    from nnc_web.engine.detection_training.detr import tiny_config as tiny_detr
+
+    wrong = _saved(SegformerForSemanticSegmentation, _resized_segformer([16, 32, 64, 128]), tmp_path / "mit-b0")
+    for attempt in (lambda: hf_weights.import_hf_weights("segformer_b3", wrong),
+                    lambda: hf_weights.import_hf_weights("segformer_b3", wrong / "model.safetensors"),
+                    lambda: hf_weights.load_pretrained(SegformerForSemanticSegmentation, "segformer_b3", wrong,
+                                                       **{"hidden_sizes": [8, 16, 32, 64]})):
+        with pytest.raises(UserError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert "is not segformer_b3 weights" in message or "are not segformer_b3 weights" in message
+        count = int(message.split(": ")[1].split(" tensors")[0])
+        assert count >= 50, message  # every encoder tensor of stages 1-4 (the decode head is replaced anyway)
+        assert "have other shapes (e.g. segformer." in message and "[16] instead of [8]" in message
+        assert str(tmp_path) not in message and "/" not in message.split("; give")[0]
+    assert not hf_weights.is_available("segformer_b3")
+
+    right = _saved(SegformerForSemanticSegmentation, _resized_segformer([8, 16, 32, 64]), tmp_path / "mit-b3")
+    assert hf_weights.import_hf_weights("segformer_b3", right).name == "segformer_b3"
+    assert hf_weights.is_available("segformer_b3")
+
+    detr = tiny_detr(["a", "b"])
+    wide = tiny_detr(["a", "b"])
+    wide.d_model, wide.encoder_ffn_dim = 64, 128
+    with pytest.raises(UserError, match=r"not detr_resnet50 weights: \d+ tensors have other shapes"):
+        hf_weights.import_hf_weights("detr_resnet50", _saved(DetrForObjectDetection, wide, tmp_path / "detr-wide"))
+    # DETR's class head is replaced: a checkpoint with another class count still loads
+    other_classes = tiny_detr(["a", "b", "c", "d", "e"])
+    assert other_classes.num_labels != detr.num_labels
+    imported = hf_weights.import_hf_weights("detr_resnet50", _saved(DetrForObjectDetection, other_classes,
+                                                                    tmp_path / "detr"))
+    loaded = hf_weights.load_pretrained(DetrForObjectDetection, "detr_resnet50", imported,
+                                        **{"num_labels": 3, "use_pretrained_backbone": False})
+    assert loaded.class_labels_classifier.out_features == 4
+
+    # transformers' own errors come back without the folder's path
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text(json.dumps({"model_type": "segformer"}))
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError) as broken:
+        hf_weights.import_hf_weights("segformer_b3", tmp_path / "broken")
+    assert "do not load into segformer_b3" in str(broken.value) and str(tmp_path) not in str(broken.value)
+    assert hf_weights.strip_paths("no file at '/srv/nnc/models/x/model.bin' (see https://hf.co/a/b)") == (
+        "no file at 'model.bin' (see https://hf.co/a/b)")
 
 
 def test_a_cancel_stops_segformer_within_the_first_batch(masks, tmp_path):  # noqa: F811

@@ -2,13 +2,38 @@ import { useEffect, useState } from 'react'
 import { api } from './api'
 import type { Param, User } from './types'
 
-interface ModelInfo { id: string; title: string; available: boolean }
+// `plugin`/`param`: a Hugging Face model (DETR, SegFormer) that this training plugin's switch asks for.
+interface ModelInfo { id: string; title: string; available: boolean; plugin?: string; param?: string }
 
 // The model store and who is asking, fetched once per page load: every backbone choice shares them.
 let models: Promise<ModelInfo[]> | null = null
 let staff: Promise<boolean> | null = null
 const loadModels = () => (models ??= api<{ results: ModelInfo[] }>('/api/models/').then((r) => r.results))
 const loadStaff = () => (staff ??= api<{ user?: User }>('/api/auth/me/').then((r) => Boolean(r.user?.is_staff)))
+
+// A switch (DETR's and SegFormer's `pretrained`) whose weights are not on this server: marked before the
+// run is started, with the import command for staff, as a backbone of the store is.
+export function SwitchWeights({ plugin, param, value }: { plugin: string; param: Param; value: unknown }) {
+  const [model, setModel] = useState<ModelInfo | null>(null)
+  const [isStaff, setStaff] = useState(false)
+  useEffect(() => {
+    if (param.type !== 'bool') return
+    let live = true
+    loadModels().then((r) => { if (live) setModel(r.find((m) => m.plugin === plugin && m.param === param.name) ?? null) })
+      .catch(() => undefined)  // the run's own check still answers at submission
+    loadStaff().then((s) => { if (live) setStaff(s) }).catch(() => undefined)
+    return () => { live = false }
+  }, [plugin, param.name, param.type])
+  if (!model || model.available || !value) return null
+  return (
+    <div className="warning" role="status" data-testid="missing-weights">
+      The weights of {model.title} are not on this server, so a run with {param.name} on cannot start.
+      {isStaff
+        ? <> Import them (as the server's administrator): <code>python manage.py import_weights {model.id} &lt;folder or model.safetensors&gt;</code>, or turn {param.name} off.</>
+        : <> Ask the administrator to import them, or turn {param.name} off (random weights).</>}
+    </div>
+  )
+}
 
 // A backbone of the model store: models whose weights are not on this server are marked; chosen,
 // staff see the command that imports them, others whom to ask.

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'react'
 import { api, ApiError, formatBytes, uploadFile } from './api'
 import { FieldError } from './FieldError'
 import { FieldLabel, isEmpty } from './FieldLabel'
-import { ModelSelect } from './ModelSelect'
+import { ModelSelect, SwitchWeights } from './ModelSelect'
 import { ServerPicker } from './ServerPicker'
 import type { CsvInfo, Dataset, Job, Param, Plugin, TablePage } from './types'
 import { isRunBase, tableUrl } from './workspace'
@@ -377,6 +377,7 @@ export function PluginForm<T = Job>({ plugin, onQueued, submit: send, initial, b
           <FieldLabel param={p} htmlFor={`param-${p.name}`} />
           <ParamInput param={p} value={values[p.name]} datasets={datasets} choices={choices}
             onChange={(v) => { setValues((prev) => ({ ...prev, [p.name]: v })); clearFieldError(p.name) }} />
+          {p.type === 'bool' && <SwitchWeights plugin={plugin.id} param={p} value={values[p.name]} />}
           {p.help && <div className="hint">{p.help}</div>}
           <FieldError error={error} field={p.name} />
         </div>

@@ -132,14 +132,16 @@ class RunBundleView(APIView):
 
 @documented("models")
 class ModelListView(APIView):
-    """The model store: every backbone and whether its weights are on this machine."""
+    """The model store: every backbone and whether its weights are on this machine, then the Hugging Face
+    models of DETR and SegFormer (`plugin` and `param`: the training plugin whose `pretrained` needs them)."""
 
     def get(self, request: Request) -> Response:
-        from nnc_web.engine import model_store
+        from nnc_web.engine import hf_weights, model_store
 
         return Response({"results": [
-            {"id": b.id, "title": b.title, "available": model_store.is_available(b.id), "input_size": b.input_size}
-            for b in model_store.BACKBONES.values()]})
+            *({"id": b.id, "title": b.title, "available": model_store.is_available(b.id), "input_size": b.input_size}
+              for b in model_store.BACKBONES.values()),
+            *hf_weights.listing()]})
 
 
 @documented("curves")

@@ -73,7 +73,8 @@ def test_import_weights_command_and_models_api(tmp_path, monkeypatch, alice, cli
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # no cached CLIP here
     listed = {m["id"]: m["available"] for m in client_for(alice).get("/api/models/").json()["results"]}
     assert listed == {"efficientnet_lite0": True, "resnet18": False, "resnet50": False, "wide_resnet50_2": False,
-                      "vitb32": False, "vitb16": False, "vitl14": False}
+                      "vitb32": False, "vitb16": False, "vitl14": False, "detr_resnet50": False,
+                      "segformer_b3": False}
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
     call_command("import_weights", "resnet18", str(tmp_path / "r18.pth"))
     assert client_for(alice).get("/api/models/").json()["results"][1] == {

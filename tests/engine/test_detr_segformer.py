@@ -300,3 +300,47 @@ def test_a_cancel_stops_segformer_within_the_first_batch(masks, tmp_path):  # no
                         batch_size=4, epochs=3, logging_steps=0, augmentation=[], seed=0, device=CPU,
                         pretrained=True, workdir=tmp_path / "run", reporter=log)
     assert not (tmp_path / "run" / "checkpoint.pt").exists() and not [m for m in log.metrics if m[0] == "loss"]
+
+
+SMALL = 32  # the exports trace and convert whole forward passes: the smallest input both models take
+
+
+@pytest.mark.parametrize("which", ["detr", "segformer"])
+def test_detr_and_segformer_bundles_export_to_torchscript_and_onnx(which, tmp_path):
+    """The exports answer as the eager model: DETR's logits and boxes, SegFormer's logits at the input's size,
+    for a batch of another size than the trace's."""
+    import onnxruntime
+
+    from nnc_web.engine import exports
+
+    if which == "detr":
+        model = build_detr(BOX_NAMES, pretrained=True, reporter=reporter(tmp_path))
+        save_detr(tmp_path / "model", model, BOX_NAMES, SMALL, 0.5, {}, {})
+        names = ("logits", "pred_boxes")
+    else:
+        model = build_segformer(MASK_NAMES, pretrained=True, reporter=reporter(tmp_path))
+        save_segformer(tmp_path / "model", model, MASK_NAMES, SMALL, {}, {})
+        names = ("logits",)
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert exports.exportable(manifest["architecture"])
+    images = torch.rand(3, 3, SMALL, SMALL, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model.eval()(pixel_values=images)
+    if which == "detr":
+        want = [out.logits, out.pred_boxes]
+        assert want[0].shape == (3, 10, len(BOX_NAMES) + 1) and want[1].shape == (3, 10, 4)
+    else:
+        want = [torch.nn.functional.interpolate(out.logits, size=(SMALL, SMALL), mode="bilinear", align_corners=False)]
+        assert want[0].shape == (3, len(MASK_NAMES), SMALL, SMALL)
+
+    session = onnxruntime.InferenceSession(str(exports.export_bundle(tmp_path / "model", "onnx", tmp_path / "m.onnx")),
+                                           providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == list(names) and session.get_inputs()[0].name == "image"
+    for expected, got in zip(want, session.run(None, {"image": images.numpy()}), strict=True):
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-3)
+    traced = torch.jit.load(str(exports.export_bundle(tmp_path / "model", "torchscript", tmp_path / "m.pt")))
+    with torch.no_grad():
+        again = traced(images)
+    again = [again] if isinstance(again, torch.Tensor) else list(again)
+    for expected, got in zip(want, again, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)

@@ -10,7 +10,7 @@ under several draws and prints image/pixel AUROC per draw; `edge` also reports w
 (the map's max) lies: within 24 px of the border, where the backbone's zero padding makes every image
 look anomalous to a single Gaussian.
 
-    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE padim dense,1/16,single 0,1,2 [uniform] [edge]
+    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE padim dense,1/16,single 0,1,2 [uniform] [edge] [border=0 border=4 ...]
     nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE patchcore 0.01 0,1,2 [64|152]
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from nnc_web.engine.anomaly.coreset import greedy_coreset, nearest_neighbours  # noqa: E402
 from nnc_web.engine.anomaly.features import flatten_selection, select_channels  # noqa: E402
 from nnc_web.engine.anomaly.maps import smooth_map  # noqa: E402
-from nnc_web.engine.anomaly.padim import EPSILON, Padim, invert_spd, merge_batch  # noqa: E402
+from nnc_web.engine.anomaly.padim import Padim  # noqa: E402
 from nnc_web.engine.anomaly.patchcore import Patchcore  # noqa: E402
 
 LITE0 = [24, 40, 112]  # blocks.1, blocks.2, blocks.4 channels
@@ -56,25 +56,15 @@ def cached_features(folder: Path) -> dict:
     return out
 
 
-def padim_draw(cache: dict, mode: str, channels: torch.Tensor, edge: bool) -> str:
-    model = Padim("efficientnet_lite0", mode, channels=channels, pretrained=False)
+def padim_draw(cache: dict, mode: str, channels: torch.Tensor, edge: bool, border: int | None) -> str:
+    """Fit and score through Padim's own fit_embeddings / score_embedding on the cached features;
+    `border` (single mode's ring in cells) defaults to the model's."""
+    extra = {} if border is None else {"border": border}
+    model = Padim("efficientnet_lite0", mode, channels=channels, pretrained=False, **extra)
     train, test = cache["padim_train"][:, channels], cache["padim_test"][:, channels]
-    mean = torch.zeros(model.gaussians, model.dim)
-    scatter = torch.zeros(model.gaussians, model.dim, model.dim)
-    count = 0
-    for i in range(0, len(train), 16):
-        count = merge_batch(mean, scatter, count, model.group(train[i:i + 16]))
-    identity = EPSILON * torch.eye(model.dim, dtype=torch.float64)
-    step = max(1, (1 << 21) // model.dim ** 2)
-    for first in range(0, model.gaussians, step):
-        part = scatter[first:first + step]
-        part.copy_(invert_spd(part.double() / (count - 1) + identity))
-    maps = []
-    for i in range(0, len(test), 16):
-        delta = model.group(test[i:i + 16]) - mean[:, None]
-        squared = ((delta @ scatter) * delta).sum(-1)
-        maps.append(model.blurred(model.ungroup(squared.clamp_min(0).sqrt(), len(test[i:i + 16]))))
-    return summary(cache, torch.cat(maps).numpy(), None, edge)
+    model.fit_embeddings(train[i:i + 16] for i in range(0, len(train), 16))
+    maps = torch.cat([model.score_embedding(test[i:i + 16])[1] for i in range(0, len(test), 16)])
+    return summary(cache, maps.numpy(), None, edge)
 
 
 def summary(cache: dict, maps: np.ndarray, scores: np.ndarray | None, edge: bool) -> str:
@@ -119,9 +109,12 @@ def main() -> None:
                 channels = torch.tensor(sorted(random.sample(range(sum(LITE0)), 100)))
             else:
                 channels = flatten_selection(select_channels(LITE0, "auto", seed, 100), LITE0)
+            borders = [int(f[7:]) for f in flags if f.startswith("border=")] or [None]
             for mode in what.split(","):
-                print(f"padim {mode} {'uniform' if 'uniform' in flags else 'ours'} seed {seed}: "
-                      f"{padim_draw(cache, mode, channels, 'edge' in flags)}", flush=True)
+                for border in borders:
+                    print(f"padim {mode} {'uniform' if 'uniform' in flags else 'ours'} seed {seed}"
+                          f"{'' if border is None else f' border {border}'}: "
+                          f"{padim_draw(cache, mode, channels, 'edge' in flags, border)}", flush=True)
         else:
             projection = int(flags[0]) if flags else 64
             print(f"patchcore {what} projection {projection} seed {seed}: "

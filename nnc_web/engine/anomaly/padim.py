@@ -6,7 +6,10 @@ the first one's grid, concatenated, then the kept channels. Normal images are mo
 whose granularity is `gaussian` (the meanings of NNC's plugin):
   dense   one Gaussian per position of the finest grid (the paper; 56 x 56 = 3136 at 224 px),
   1/16    one per position of the coarsest grid (each over a 4 x 4 block of the finest: 16x fewer),
-  single  one for the whole image.
+  single  one for the image's interior and one for its border ring (the positions within `border`
+          cells of the edge): the backbone's zero padding makes border features unlike interior ones,
+          so one Gaussian for both flags every image's border (issue 15); bundles saved before the
+          ring have one Gaussian and still load (border 0).
 `feature_ratio` `auto` keeps the paper's 100 dimensions (never more than the backbone has). Means and
 scatter matrices are accumulated online in float32 by pairwise (Chan et al.) updates, straight into
 the buffer that becomes the model: no list of embeddings and no second model-sized buffer, so a fit
@@ -18,7 +21,7 @@ the three modes then share one scale), bilinearly upsampled and blurred; the ima
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ EPSILON = 0.01  # the paper's covariance regulariser
 INVERT_CHUNK_ELEMENTS = 1 << 21  # covariance entries inverted at a time (16 MB of float64)
 ACCUMULATE_CHUNK_ELEMENTS = 1 << 22  # centred batch vectors per update chunk (16 MB)
 PAPER_DIMS = 100  # the paper's Rd100 (ResNet-18: 100 of 448 channels)
+BORDER_CELLS = 4  # single mode's ring, in cells of the finest grid (4 = one stride-16 cell)
 
 
 class Padim(AnomalyModel):
@@ -41,13 +45,15 @@ class Padim(AnomalyModel):
     auto_dims = PAPER_DIMS
     auto_note = f"the paper's {PAPER_DIMS}"
 
-    def __init__(self, backbone_id: str, gaussian: str = "dense", **kwargs) -> None:
+    def __init__(self, backbone_id: str, gaussian: str = "dense", border: int = BORDER_CELLS, **kwargs) -> None:
         if gaussian not in GAUSSIAN_MODES:
             raise UserError(f"gaussian must be one of {', '.join(GAUSSIAN_MODES)}")
         self.gaussian = gaussian
         super().__init__(backbone_id, **kwargs)
         (self.height, self.width), coarse = self.grids[0], self.grids[-1]
         self.block = self.height // coarse[0]
+        # the ring only in single mode, and only where an interior is left
+        self.border = border if gaussian == "single" and 2 * border < min(self.height, self.width) else 0
         if gaussian == "1/16" and (self.height % self.block or self.width % self.block):
             raise UserError("the 1/16 mode needs an input_size that is a multiple of 32")
         self.mean: torch.Tensor | None = None
@@ -59,11 +65,21 @@ class Padim(AnomalyModel):
             return self.height * self.width
         if self.gaussian == "1/16":
             return (self.height // self.block) * (self.width // self.block)
-        return 1
+        return 2 if self.border else 1
+
+    def regions(self) -> list[torch.Tensor]:
+        """Single mode's flat position indices per Gaussian: [all] or [interior, border ring]."""
+        h, w, k = self.height, self.width, self.border
+        if not k:
+            return [torch.arange(h * w, device=self.device)]
+        ring = torch.ones(h, w, dtype=torch.bool, device=self.device)
+        ring[k:h - k, k:w - k] = False
+        ring = ring.flatten()
+        return [(~ring).nonzero().flatten(), ring.nonzero().flatten()]
 
     def settings(self) -> dict:
         return {**super().settings(), "gaussian": self.gaussian, "gaussians": self.gaussians,
-                "grid": [self.height, self.width]}
+                "border": self.border, "grid": [self.height, self.width]}
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         first, *rest = self.selected_layers(images)
@@ -136,32 +152,61 @@ class Padim(AnomalyModel):
                      f"{self.height}x{self.width} grid; statistics {plan['statistics'] / 1e6:.1f} MB (float32, "
                      f"accumulated in place into the model, no embeddings kept) + "
                      f"{plan['working'] / 1e6:.1f} MB working memory")
+        reporter.progress(0, len(paths))
+
+        def embeddings():
+            for start, batch in self.training_batches(paths, batch_size):
+                check_stop(reporter)
+                yield self.embed(batch)
+                reporter.progress(start + len(batch), len(paths))
+
+        counts = self.fit_embeddings(embeddings(), lambda: check_stop(reporter))
+        reporter.log(f"fitted {self.gaussians} Gaussian(s) on {'/'.join(map(str, counts))} vectors per "
+                     f"Gaussian from {len(paths)} images")
+
+    def fit_embeddings(self, embeddings: Iterable[torch.Tensor], check: Callable[[], None] = lambda: None
+                       ) -> list[int]:
+        """Fit from (B, D, H, W) embeddings (what `fit` does after the backbone; also the benchmarks'
+        cached features). Returns the number of vectors behind each Gaussian."""
         mean = torch.zeros(self.gaussians, self.dim, device=self.device)
         scatter = torch.zeros(self.gaussians, self.dim, self.dim, device=self.device)  # becomes cov_inv
-        count = 0
-        reporter.progress(0, len(paths))
-        for start, batch in self.training_batches(paths, batch_size):
-            check_stop(reporter)
-            count = merge_batch(mean, scatter, count, self.group(self.embed(batch)))
-            reporter.progress(start + len(batch), len(paths))
+        counts = [0] * self.gaussians
+        for embedding in embeddings:
+            if self.gaussian == "single":  # one group per region, each with its own count
+                flat = embedding.permute(0, 2, 3, 1).reshape(len(embedding), -1, self.dim)
+                for g, positions in enumerate(self.regions()):
+                    counts[g] = merge_batch(mean[g:g + 1], scatter[g:g + 1], counts[g],
+                                            flat[:, positions].reshape(1, -1, self.dim))
+            else:
+                counts = [merge_batch(mean, scatter, counts[0], self.group(embedding))] * self.gaussians
         identity = EPSILON * torch.eye(self.dim, dtype=torch.float64, device=self.device)
+        divisors = torch.tensor(counts, dtype=torch.float64, device=self.device) - 1
         step = max(1, INVERT_CHUNK_ELEMENTS // (self.dim * self.dim))
         for first in range(0, self.gaussians, step):  # in place, in chunks: no second model-sized buffer
-            check_stop(reporter)
+            check()
             part = scatter[first:first + step]
-            part.copy_(invert_spd(part.double() / (count - 1) + identity))
+            part.copy_(invert_spd(part.double() / divisors[first:first + step, None, None] + identity))
         self.mean, self.cov_inv = mean, scatter
         self.fitted = True
-        reporter.log(f"fitted {self.gaussians} Gaussian(s) on {count} vectors per Gaussian "
-                     f"from {len(paths)} images")
+        return counts
 
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.score_embedding(self.embed(images))
+
+    def score_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores and blurred maps of (B, D, H, W) embeddings."""
         assert self.mean is not None and self.cov_inv is not None
-        vectors = self.group(self.embed(images))
-        delta = vectors - self.mean[:, None, :]
-        squared = ((delta @ self.cov_inv) * delta).sum(-1)
-        patch = self.ungroup(squared.clamp_min(0).sqrt(), len(images))
-        maps = self.blurred(patch)
+        if self.gaussian == "single":
+            flat = embedding.permute(0, 2, 3, 1).reshape(len(embedding), -1, self.dim)
+            squared = flat.new_empty(flat.shape[:2])
+            for g, positions in enumerate(self.regions()):
+                delta = flat[:, positions] - self.mean[g]
+                squared[:, positions] = ((delta @ self.cov_inv[g]) * delta).sum(-1)
+            patch = squared.reshape(len(embedding), self.height, self.width)
+        else:
+            delta = self.group(embedding) - self.mean[:, None, :]
+            patch = self.ungroup(((delta @ self.cov_inv) * delta).sum(-1), len(embedding))
+        maps = self.blurred(patch.clamp_min(0).sqrt())
         return maps.flatten(1).amax(1), maps
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -169,6 +214,8 @@ class Padim(AnomalyModel):
         return {"mean": self.mean, "cov_inv": self.cov_inv, "channels": self.channels}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.gaussian == "single" and len(state["mean"]) == 1:
+            self.border = 0  # a bundle saved before the border ring: one Gaussian for every position
         expected = (self.gaussians, self.dim)
         if tuple(state["mean"].shape) != expected or tuple(state["cov_inv"].shape) != (*expected, self.dim):
             raise UserError("the saved PaDiM statistics do not match its settings")

@@ -56,7 +56,7 @@ def run_batch_form(ctx, params: dict) -> list:
     chunk = fitted_batch(BATCH, classifier.input_size, classifier.saved_bytes_per_pixel, True, classifier.device)
 
     return run_batch(ctx, params, classifier, BatchSpec("gradcam", "gradcam_map", chunk),
-                     lambda items: overlays(classifier, layer, items))
+                     lambda items: overlays(classifier, layer, items, draw_later=True))
 
 
 def target_layer_param():

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from nnc_web.engine.analysis.table import CellResolver, find_columns, load_image, load_table
+from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.nnc_csv import write_csv
 from nnc_web.engine.reporting import Reporter, check_stop, log_list
 from nnc_web.engine.xai.classifier import ImageClassifier
 from nnc_web.engine.xai.pictures import save_png
+from nnc_web.engine.xai.writer import BackgroundWriter
 
 
 def result_cell(stem: str, index: int, suffix: str = ".png") -> str:
@@ -56,8 +59,21 @@ class Item:
 
 @dataclass
 class Explained:
-    picture: np.ndarray
+    picture: np.ndarray | Callable[[], np.ndarray]  # or how to draw it (then drawn on the writer thread)
     raw: np.ndarray | None = None  # Grad-CAM's map at the input size
+
+
+def _write_row(folder: Path, picture_cell: str, raw_cell: str, result: Explained) -> None:
+    """One row's files (on the writer thread): the picture as PNG, the raw map as float16 .npy."""
+    save_png(result.picture() if callable(result.picture) else result.picture, folder / picture_cell)
+    if raw_cell and result.raw is not None:
+        raw = result.raw.astype(np.float16)
+
+        def write_npy(path: Path) -> None:
+            with open(path, "wb") as handle:  # a handle: np.save would add .npy to the temporary name
+                np.save(handle, raw)
+
+        replace_atomically(folder / raw_cell, write_npy)
 
 
 @dataclass
@@ -81,34 +97,37 @@ def explain_table(reporter: Reporter, csv_path: Path, resolver: CellResolver, in
     raws = [""] * len(table.rows)
     resized, done, pending = 0, 0, []
 
-    def flush() -> None:
+    def flush(writer: BackgroundWriter) -> None:
         nonlocal done
         for item, result in zip(pending, explain(pending), strict=True):
             pictures[item.index] = result_cell(stem, item.index)
-            save_png(result.picture, output.parent / pictures[item.index])
             if spec.raw_column is not None and result.raw is not None:
                 raws[item.index] = result_cell(stem, item.index, ".npy")
-                with open(output.parent / raws[item.index], "wb") as handle:
-                    np.save(handle, result.raw.astype(np.float16))
+            writer.submit(pictures[item.index], partial(_write_row, output.parent, pictures[item.index],
+                                                        raws[item.index], result))
         done += len(pending)
-        reporter.progress(done + len(spec.skipped), len(table.rows))
         pending.clear()
 
-    for index, row in enumerate(table.rows):
-        check_stop(reporter)
-        try:
-            image = load_image(resolver, row[image_column], max_pixels)
-            item = Item(index, image, row_class(row, label_columns, classifier))
-        except UserError as exc:
-            spec.skipped.append(f"line {index + 2}: {exc}")
-            continue
-        if classifier.fit_image(image, resolver.display(row[image_column]), reporter, quiet=resized > 0):
-            resized += 1
-        pending.append(item)
-        if len(pending) >= spec.chunk:
-            flush()
-    if pending:
-        flush()
+    # the pictures and maps are encoded and written on a thread while the next rows are explained
+    with BackgroundWriter(depth=2 * max(spec.chunk, 1)) as writer:
+        for index, row in enumerate(table.rows):
+            check_stop(reporter)
+            writer.check()
+            reporter.progress(writer.written + len(spec.skipped), len(table.rows))
+            try:
+                image = load_image(resolver, row[image_column], max_pixels)
+                item = Item(index, image, row_class(row, label_columns, classifier))
+            except UserError as exc:
+                spec.skipped.append(f"line {index + 2}: {exc}")
+                continue
+            if classifier.fit_image(image, resolver.display(row[image_column]), reporter, quiet=resized > 0):
+                resized += 1
+            pending.append(item)
+            if len(pending) >= spec.chunk:
+                flush(writer)
+        if pending:
+            flush(writer)
+    reporter.progress(done + len(spec.skipped), len(table.rows))
     log_list(reporter, "skipped ", spec.skipped)
     if resized > 1:
         reporter.log(f"{resized} images were resized to {classifier.input_size} x {classifier.input_size}")

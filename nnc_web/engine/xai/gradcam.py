@@ -3,6 +3,8 @@ class score over each channel of the target layer, map = ReLU of the weighted su
 min-max normalised per image (NNC's last step); maps are upsampled bilinearly to the input size."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
@@ -49,11 +51,18 @@ def upsample(maps: torch.Tensor, size: int) -> np.ndarray:
     return scaled[:, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
 
 
-def overlays(classifier: ImageClassifier, layer: nn.Module, items: list[Item]) -> list[Explained]:
-    """The batch form's work for a chunk of rows: one forward/backward pass, a picture and a map each."""
+def overlays(classifier: ImageClassifier, layer: nn.Module, items: list[Item],
+             draw_later: bool = False) -> list[Explained]:
+    """The batch form's work for a chunk of rows: one forward/backward pass, a picture and a map each;
+    `draw_later` leaves each picture as how to draw it (the batch writer draws it on its thread)."""
     units = [classifier.unit(item.image) for item in items]
     inputs = classifier.normalise(torch.stack(units).to(classifier.device))
     with memory_errors("the images do not fit in memory"):
         maps = upsample(grad_cam(classifier.model, layer, inputs, [item.class_index for item in items]),
                         classifier.input_size)
-    return [Explained(gradcam_overlay(to_pixels(unit), cam), cam) for unit, cam in zip(units, maps, strict=True)]
+    return [Explained(partial(_overlay, unit, cam) if draw_later else _overlay(unit, cam), cam)
+            for unit, cam in zip(units, maps, strict=True)]
+
+
+def _overlay(unit: torch.Tensor, cam: np.ndarray) -> np.ndarray:
+    return gradcam_overlay(to_pixels(unit), cam)

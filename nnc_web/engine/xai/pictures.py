@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nnc_web.engine.atomic import replace_atomically
+
 LIME_GREY = 192
 SHAP_RED = np.array([255, 13, 87], dtype=np.float64)  # shap's colours, as NNC's plot uses them
 SHAP_BLUE = np.array([30, 136, 229], dtype=np.float64)
@@ -59,9 +61,11 @@ def smoothgrad_picture(values: np.ndarray) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:
-    """An 8-bit PNG (fast compression: batch jobs write one per row)."""
+    """An 8-bit PNG (fast compression: batch jobs write one per row), written beside and renamed so
+    that a reader (or a job stopped mid-write) never finds half a picture."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    picture = Image.fromarray(array)
+    replace_atomically(path, lambda partial: picture.save(partial, format="PNG", compress_level=1))
     return path
 
 

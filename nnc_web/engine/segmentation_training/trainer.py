@@ -1,10 +1,6 @@
 """Training loop of the segmenter: cross-entropy with ignore index 255, flip augmentation moving the
 mask with the pixels, a checkpoint each epoch, resume, cancel, the best model by validation mean IoU.
-Reports per-step `loss`, per-epoch `train_loss`, `valid_mean_iou`, `valid_overall_accuracy`.
-
-`devices` > 1 runs the epochs under torch.distributed as the detector does (training/ranks.py): DDP with
-BatchNorm over the global batch, each rank its share of the single process's batches, the loss averaged
-over the global batch's labelled pixels; rank 0 alone validates, writes the checkpoints and reports."""
+Reports per-step `loss`, per-epoch `train_loss`, `valid_mean_iou`, `valid_overall_accuracy`."""
 from __future__ import annotations
 
 import functools
@@ -27,17 +23,13 @@ from nnc_web.engine.segmentation import IGNORE
 from nnc_web.engine.segmentation_training.data import SegmentationData, SegmentationDataset, check_masks
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.segmentation_training.model import LiteSegmenter
-from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 
 
-def loader(data: SegmentationData, size: int, config: TrainConfig, augment: bool, epoch: int = 0,
-           rank: distributed.Rank | None = None) -> DataLoader:
+def loader(data: SegmentationData, size: int, config: TrainConfig, augment: bool, epoch: int = 0) -> DataLoader:
     spec = get_backbone(BACKBONE)
     seed = config.seed * 1000 + epoch
     dataset = SegmentationDataset(data, size, spec.mean, spec.std, config.augmentation if augment else [], seed)
-    if rank is not None:  # this rank's share of the batches below
-        return ranks.rank_loader(dataset, config.batch_size, config.seed * 1000, epoch, rank)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=augment,
                       generator=torch.Generator().manual_seed(seed))
 
@@ -78,7 +70,7 @@ class _State:
 
 class SegmentationTrainer:
     def __init__(self, train: SegmentationData, valid: SegmentationData, class_names: list[str], config: TrainConfig,
-                 workdir: Path, reporter: Reporter, rank: distributed.Rank | None = None) -> None:
+                 workdir: Path, reporter: Reporter) -> None:
         config.check()
         if not class_names:
             raise UserError("the dataset has no label map (id2label): import it with Semantic segmentation "
@@ -92,18 +84,12 @@ class SegmentationTrainer:
         self.size = config.input_size or 256
         if self.size % 32:
             raise UserError(f"input_size must be a multiple of 32 (the backbone's stride), got {self.size}")
-        self.rank = rank  # set inside a process of a distributed run
-        self.device = rank.device if rank else resolve_device(config.device)
-        self.processes = None  # a distributed run's ProcessContext while it runs (its pids)
+        self.device = resolve_device(config.device)
         workdir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path, self.best_path = workdir / "checkpoint.pt", workdir / "best.pt"
 
     def run(self, resume: bool = False) -> SegmentationResult:
         config = self.config
-        if self.rank is None:
-            placement = distributed.plan(config.devices, config.nodes, self.device.type == "cuda")
-            if placement.world > 1:
-                return self._run_distributed(resume, placement)
         torch.manual_seed(config.seed)
         model = LiteSegmenter(len(self.class_names), config.pretrained).to(self.device)
         optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
@@ -117,16 +103,12 @@ class SegmentationTrainer:
         self.reporter.log(f"training LR-ASPP on {BACKBONE} ({self.size} px) on {self.device}: "
                           f"{len(self.train_data.images)} training and {len(self.valid_data.images)} validation "
                           f"images, {len(self.class_names)} classes ({IGNORE} = ignore)")
-        trained = ranks.wrap(model, self.rank) if self.rank else model
         for epoch in range(state.epoch + 1, config.max_epoch + 1):
             started = time.monotonic()
-            train_loss = self._epoch(trained, optimizer, epoch, state)
+            train_loss = self._epoch(model, optimizer, epoch, state)
             if scheduler is not None:
                 scheduler.step()
-            if self.rank is None or self.rank.is_main:  # the others wait at the next epoch's first batch
-                self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, time.monotonic() - started)
-        if self.rank is not None and not self.rank.is_main:
-            return SegmentationResult(model.eval(), state.history, state.best_epoch)
+            self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, time.monotonic() - started)
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
             self.reporter.log(f"kept the best model: epoch {state.best_epoch}, valid mean IoU {state.best:.4f}")
@@ -134,47 +116,20 @@ class SegmentationTrainer:
 
     def _epoch(self, model, optimizer, epoch: int, state: _State) -> float:
         model.train()
-        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch, rank=self.rank)
+        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch)
         total, seen = 0.0, 0
         for number, (images, masks) in enumerate(batches, start=1):
-            masks = masks.to(self.device)
-            if self.rank is None:
-                check_stop(self.reporter)
-                loss = F.cross_entropy(model(images.to(self.device)), masks, ignore_index=IGNORE)
-                value, count = loss.item(), len(images)
-            else:
-                ranks.check_stop_together(self.reporter, self.rank)
-                labelled = ranks.summed([float((masks != IGNORE).sum())], self.rank)[0]
-                share = F.cross_entropy(model(images.to(self.device)), masks, ignore_index=IGNORE,
-                                        reduction="sum") / max(labelled, 1.0)
-                loss = share * self.rank.world  # DDP averages the ranks' gradients
-                value, count = ranks.summed([share.item(), len(images)], self.rank)
+            check_stop(self.reporter)
+            loss = F.cross_entropy(model(images.to(self.device)), masks.to(self.device), ignore_index=IGNORE)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             state.step += 1
-            total += value * count
-            seen += count
-            self.reporter.metric("loss", state.step, value)
+            total += loss.item() * len(images)
+            seen += len(images)
+            self.reporter.metric("loss", state.step, loss.item())
             self.reporter.progress((epoch - 1) * len(batches) + number, self.config.max_epoch * len(batches))
         return total / max(seen, 1)
-
-    def _run_distributed(self, resume: bool, placement: distributed.Placement) -> SegmentationResult:
-        """Launch the ranks, relay rank 0's reports, then take the model rank 0 wrote (the best, or the
-        last epoch's) as a single run returns it."""
-        if placement.nodes:
-            raise UserError("nodes: the segmenter trains on the GPUs (or CPU processes) of one machine; several "
-                            "machines are for the image classifier for now: leave nodes empty")
-        self.reporter.log(ranks.describe_batches(placement, self.config.batch_size))
-        args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
-        outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
-                                     on_start=lambda processes: setattr(self, "processes", processes))
-        model = LiteSegmenter(len(self.class_names), pretrained=False).to(self.device)  # weights below
-        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        if self.config.save_best and self.best_path.exists():
-            model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
-        return SegmentationResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, train_loss: float,
                    seconds: float) -> None:
@@ -211,10 +166,3 @@ class SegmentationTrainer:
             scheduler.load_state_dict(saved["scheduler"])
         self.reporter.log(f"resuming after epoch {saved['epoch']} from the checkpoint")
         return _State(saved["epoch"], saved["best"], saved["best_epoch"], saved["step"], json.loads(saved["history"]))
-
-
-def _rank_main(rank: distributed.Rank, reporter, workdir: Path, train: SegmentationData, valid: SegmentationData,
-               class_names: list[str], config: TrainConfig, resume: bool) -> dict:
-    """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
-    result = SegmentationTrainer(train, valid, class_names, config, workdir, reporter, rank=rank).run(resume=resume)
-    return {"history": result.history, "best_epoch": result.best_epoch}

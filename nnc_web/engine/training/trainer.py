@@ -34,7 +34,7 @@ from torch.utils.data.distributed import DistributedSampler
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
-from nnc_web.engine.training import distributed, linear_head, ranks
+from nnc_web.engine.training import distributed, linear_head
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
 from nnc_web.engine.training.model import TransferClassifier
 
@@ -139,7 +139,7 @@ class Trainer:
         transform = transforms_for(self.backbone_id, self.size, self.config.augmentation if augment else [])
         dataset = ImageDataset(data.images, data.labels, transform)
         if self.rank is not None and shuffle:
-            sampler = SameBatchesSampler(dataset, self.rank.world, self.rank.rank, shuffle=True,
+            sampler = _SameBatchesSampler(dataset, self.rank.world, self.rank.rank, shuffle=True,
                                           seed=self.config.seed * 1000)
             sampler.set_epoch(epoch)
             return DataLoader(dataset, batch_size=self._rank_batch(), sampler=sampler)
@@ -318,7 +318,8 @@ class Trainer:
         """Launch the ranks, relay rank 0's reports, then take the model rank 0 wrote (the best, or the
         last epoch's) as a single run returns it."""
         config = self.config
-        self.reporter.log(ranks.describe_batches(placement, config.batch_size))
+        self.reporter.log(f"distributed training: {placement.describe()}, global batch {self._global_batch(placement)}"
+                          f" ({max(1, config.batch_size // placement.world)} per process)")
         args = (self.backbone_id, self.train_data, self.valid_data, config, self.cache_dir, resume)
         if placement.nodes:
             distributed.write_spec(self.workdir, _spec(self, resume))
@@ -330,6 +331,9 @@ class Trainer:
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
         return TrainResult(model.eval(), outcome["history"], outcome["best_epoch"], config)
+
+    def _global_batch(self, placement: distributed.Placement) -> int:
+        return max(1, self.config.batch_size // placement.world) * placement.world
 
     def _log_head_fit(self, path: list[float]) -> None:
         kept = ("the validation error picks the best" if self.config.save_best
@@ -474,7 +478,7 @@ class Trainer:
         return float((predicted != labels).float().mean())
 
 
-class SameBatchesSampler(DistributedSampler):
+class _SameBatchesSampler(DistributedSampler):
     """A DistributedSampler (set_epoch, padding, one share per rank) dealing out the very permutation
     the single process's shuffling DataLoader draws from its generator seeded with seed * 1000 + epoch
     (the DataLoader takes one 64-bit base seed from it before the sampler's randperm). Rank r's k-th

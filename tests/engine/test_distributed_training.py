@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -148,7 +149,57 @@ def test_cancel_stops_every_rank(digits, tmp_path):
     assert len(reporter.calls) < 6
 
 
-def test_devices_setting():
+def test_a_cancel_in_rank_zeros_warm_up_stops_the_waiting_rank_at_once(digits, tmp_path, monkeypatch):
+    """Rank 0 alone fits the warm-up head while rank 1 waits for it in DDP's first broadcast: a cancel
+    seen by rank 0 there must not leave rank 1 waiting for the group's timeout."""
+    from nnc_web.engine.reporting import JobCancelled
+
+    monkeypatch.setenv("NNC_DDP_TIMEOUT", "600")
+
+    class CancelNow(Recorder):
+        def should_stop(self) -> bool:
+            return True
+
+    trainer, reporter = trainer_for(digits, tmp_path / "run", CancelNow(tmp_path / "run"), max_epoch=2, devices=2,
+                                    warm_up=True)
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        trainer.run()
+    assert time.monotonic() - started < 60  # spawn + import + the grace, not NNC_DDP_TIMEOUT
+    assert all(p.exitcode is not None for p in trainer.processes.processes)
+    assert reporter.calls == []  # no epoch began
+
+
+def test_devices_are_capped_by_the_machine(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert distributed.plan("2", "", use_cuda=False).world == 2
+    with pytest.raises(UserError, match="the worker's machine has 2 CPU cores: use at most 2 CPU processes"):
+        distributed.plan("3", "", use_cuda=False)
+    with pytest.raises(UserError, match="from 1 to 64"):
+        distributed.parse_devices("1024")  # a form cannot ask a worker for a thousand processes
+
+
+def test_nodes_come_only_from_the_administrators_list(monkeypatch):
+    """A rendezvous has no authentication: a user-chosen first node would receive the ranks' traffic."""
+    monkeypatch.delenv("NNC_TRAINING_NODES", raising=False)
+    assert distributed.parse_nodes("") == []
+    with pytest.raises(UserError, match="multi-machine training is off on this studio.*NNC_TRAINING_NODES"):
+        distributed.parse_nodes("gpu-a,gpu-b")
+    monkeypatch.setenv("NNC_TRAINING_NODES", "gpu-a, gpu-b gpu-c")
+    assert distributed.parse_nodes("gpu-c gpu-a") == ["gpu-c", "gpu-a"]
+    with pytest.raises(UserError, match=r"attacker\.example is not among the machines an administrator allowed"):
+        distributed.parse_nodes("attacker.example,gpu-a")
+    monkeypatch.delenv("NNC_NODE_RANK", raising=False)
+    with pytest.raises(UserError, match="runs on none of the nodes") as refused:
+        distributed.plan("1", "gpu-a,gpu-b", use_cuda=False)
+    assert socket.gethostname() not in str(refused.value)  # the server's own name stays out of messages
+    monkeypatch.setenv("NNC_NODE_RANK", "1")
+    placement = distributed.plan("1", "gpu-a,gpu-b", use_cuda=False)
+    assert (placement.node_rank, placement.master_addr, placement.world) == (1, "gpu-a", 2)
+
+
+def test_devices_setting(monkeypatch):
+    monkeypatch.setenv("NNC_TRAINING_NODES", "gpu-a gpu-b gpu-c a")
     assert distributed.parse_devices("auto", cuda_count=0) == 1
     assert distributed.parse_devices("auto", cuda_count=4) == 4
     assert distributed.parse_devices("2") == 2 and distributed.parse_devices(1) == 1
@@ -174,12 +225,14 @@ def test_the_cached_head_of_last_fc_only_stays_in_one_process(digits, tmp_path):
     assert trainer.processes is None and [h["epoch"] for h in result.history] == [1]
 
 
-def test_the_project_config_form_checks_devices_and_nodes():
+def test_the_project_config_form_checks_devices_and_nodes(monkeypatch):
     from nnc_web.projects.config import clean_config
 
+    monkeypatch.setenv("NNC_TRAINING_NODES", "gpu-a,gpu-b")
     config, errors = clean_config({"devices": "auto", "nodes": "gpu-a,gpu-b"})
     assert errors == {} and config["devices"] == "auto" and config["nodes"] == "gpu-a,gpu-b"
     assert clean_config({})[0]["devices"] == "1"  # one process, as before
     errors = clean_config({"devices": "two", "nodes": "a b a"})[1]
     assert errors["devices"].startswith("devices must be auto or a whole number")
     assert "named twice" in errors["nodes"]
+    assert "not among the machines" in clean_config({"nodes": "gpu-a,elsewhere"})[1]["nodes"]

@@ -16,10 +16,12 @@ The node that runs the studio's job is node 0 unless NNC_NODE_RANK says otherwis
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue as queue_module
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -32,8 +34,11 @@ from nnc_web.engine.errors import JobCancelled, UserError
 from nnc_web.engine.safe_paths import safe_join
 
 DEFAULT_PORT = 29500  # torchrun's
+MAX_DEVICES = 64  # processes per machine a config may ask for; the machine's own GPUs / cores cap it further
+NODES_SETTING = "NNC_TRAINING_NODES"  # the operator's list of machines a multi-node training may use
 POLL_SECONDS = 0.1  # how often the worker relays rank 0's reports and its own cancel check
 GRACE_SECONDS = 5.0  # after one rank failed, how long the others get before SIGTERM (then SIGKILL)
+CANCEL_SECONDS = 10.0  # after a cancel, how long the ranks get to stop by themselves at a batch's end
 SPEC_NAME = "distributed.json"  # what node 0 leaves in the shared job folder for the other nodes
 
 
@@ -56,9 +61,16 @@ def parse_devices(value: Any, cuda_count: int | None = None) -> int:
         number = int(text)
     except ValueError:
         raise UserError(f"devices must be auto or a whole number of processes (1, 2, 4, ...), not {value!r}") from None
-    if number < 1 or number > 1024:
-        raise UserError(f"devices must be auto or a whole number from 1 to 1024, not {value!r}")
+    if number < 1 or number > MAX_DEVICES:
+        raise UserError(f"devices must be auto or a whole number from 1 to {MAX_DEVICES}, not {value!r}")
     return number
+
+
+def allowed_nodes() -> list[str]:
+    """The machines an administrator lets multi-node trainings use (NNC_TRAINING_NODES, comma- or
+    space-separated). Users pick among them: a rendezvous has no authentication, so a user-chosen
+    host would let the ranks join (and send the model to) any machine."""
+    return str(os.environ.get(NODES_SETTING, "")).replace(",", " ").split()
 
 
 def parse_nodes(value: Any) -> list[str]:
@@ -73,6 +85,14 @@ def parse_nodes(value: Any) -> list[str]:
             raise UserError(f"nodes: {node!r} is not a host name or address")
     if len(set(nodes)) != len(nodes):
         raise UserError("nodes: a host is named twice (each node runs `devices` processes)")
+    allowed = allowed_nodes()
+    if nodes and not allowed:
+        raise UserError(f"nodes: multi-machine training is off on this studio; an administrator turns it on by "
+                        f"listing the machines in {NODES_SETTING}")
+    refused = [node for node in nodes if node not in allowed]
+    if refused:
+        raise UserError(f"nodes: {', '.join(refused)} {'is' if len(refused) == 1 else 'are'} not among the machines "
+                        f"an administrator allowed ({', '.join(allowed)})")
     return nodes
 
 
@@ -104,6 +124,10 @@ def plan(devices: Any, nodes: Any, use_cuda: bool) -> Placement:
     if use_cuda and number > count:
         raise UserError(f"devices is {number}, but this machine has {count} visible GPU{'s' if count != 1 else ''} "
                         f"(CUDA_VISIBLE_DEVICES): use auto or at most {count}")
+    cores = os.cpu_count() or 1
+    if not use_cuda and number > cores:  # more CPU processes than cores only slows the run down
+        raise UserError(f"devices is {number}, but the worker's machine has {cores} CPU core{'s' if cores != 1 else ''}"
+                        f": use at most {cores} CPU processes")
     hosts = parse_nodes(nodes)
     placement = Placement(number, "nccl" if use_cuda else "gloo")
     if len(hosts) > 1:
@@ -124,8 +148,9 @@ def _node_rank(hosts: list[str]) -> int:
     for index, host in enumerate(hosts):
         if host in names:
             return index
-    raise UserError(f"this machine ({socket.gethostname()}) is not in the node list ({', '.join(hosts)}): "
-                    f"name it there or set NNC_NODE_RANK")
+    # The machine's own name stays out of the message: it is the operator's business, not the user's.
+    raise UserError(f"the worker that took this job runs on none of the nodes ({', '.join(hosts)}): an administrator "
+                    f"sets NNC_NODE_RANK there, or the job runs on a worker of a listed machine")
 
 
 def _free_port() -> int:
@@ -177,11 +202,12 @@ class RankReporter:
         return safe_join(self.workdir, name)
 
 
-def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, reports, stop) -> None:
+def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, reports, stop,
+           launcher_pid: int) -> None:
     """The body of one spawned rank: join the group, run the entry, report how it ended."""
     from nnc_web.engine.parallel import die_with_parent
 
-    die_with_parent(os.getppid())  # a killed worker leaves no training processes behind
+    die_with_parent(launcher_pid)  # a killed worker leaves no training processes behind
     rank = placement.node_rank * placement.devices + local_rank
     if placement.backend == "nccl":  # one rank per visible GPU
         device = torch.device("cuda", local_rank)
@@ -219,16 +245,25 @@ def launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, re
         placement.master_port = _free_port()
     context = mp.get_context("spawn")
     reports, stop = context.Queue(), context.Event()
-    processes = mp.start_processes(_child, args=(entry, (workdir, *args), placement, reports, stop),
+    processes = mp.start_processes(_child, args=(entry, (workdir, *args), placement, reports, stop, os.getpid()),
                                    nprocs=placement.devices, join=False, start_method="spawn")
     on_start(processes)
     outcome: dict[str, Any] = {}
     failure: Exception | None = None
+    deadline: float | None = None  # when the ranks still running are stopped by force
     try:
         while True:
             _relay(reports, reporter, outcome)
             if not stop.is_set() and reporter.should_stop():
                 stop.set()
+                deadline = min(deadline or math.inf, time.monotonic() + CANCEL_SECONDS)
+            if _ended_early(outcome) and deadline is None:
+                deadline = time.monotonic() + GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                # Rank 0 is gone (cancelled, refused) or cannot see the cancel (in its rank-0-only warm-up,
+                # waiting for a node that never comes): the others would wait in a collective until the
+                # group's timeout.
+                break
             try:
                 if processes.join(timeout=POLL_SECONDS, grace_period=GRACE_SECONDS):
                     break
@@ -245,6 +280,12 @@ def launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, re
                 process.join()
     _relay(reports, reporter, outcome)
     return _outcome(outcome, failure, placement, stop.is_set(), [p.exitcode for p in processes.processes])
+
+
+def _ended_early(outcome: dict) -> bool:
+    """Whether some rank ended without a result (cancelled, refused, failed): the others may be waiting
+    for it in a collective."""
+    return any(kind in outcome for kind in ("cancelled", "user_error", "error"))
 
 
 def _relay(reports, reporter, outcome: dict) -> None:
@@ -275,7 +316,7 @@ def _outcome(outcome: dict, failure: Exception | None, placement: Placement, sto
              exit_codes: list[int | None]) -> Any:
     """What the ranks' ends mean for the job. A rank that died without a word (killed, out of memory)
     is the news, not the connection errors it caused in the others."""
-    if "cancelled" in outcome or (failure is not None and stopped):
+    if "cancelled" in outcome or (stopped and (failure is not None or "result" not in outcome)):
         raise JobCancelled("cancelled by the user")
     if "user_error" in outcome:
         raise UserError(outcome["user_error"][1])
@@ -296,8 +337,11 @@ def _outcome(outcome: dict, failure: Exception | None, placement: Placement, sto
                 how = f"was killed ({signal.Signals(-code).name})"
             except ValueError:
                 how = f"was killed (signal {-code})"
-        raise UserError(f"training process {index} of {placement.devices} on this machine {how}, so the "
-                        f"others were stopped; resume the run to continue from its last checkpoint")
+        # index counts this machine's processes; the rank counts every machine's
+        where = (f" (global rank {index + placement.node_rank * placement.devices} of {placement.world})"
+                 if isinstance(index, int) else "")
+        raise UserError(f"training process {index} of {placement.devices} on this machine{where} {how}, so "
+                        f"the others were stopped; resume the run to continue from its last checkpoint")
     if "result" not in outcome:
         raise RuntimeError("the training processes ended without a result")
     return outcome["result"][1]

@@ -64,6 +64,7 @@ EVALUATORS[ARCHITECTURE] = evaluate_again  # the Evaluate button re-runs it from
 
 PLUGIN = register(Plugin(
     id="object_detection",
+    curves=("train_loss", "heat_loss", "size_loss", "offset_loss", "valid_map50", "valid_map"),
     kind="training",
     title="Object Detection (CenterNet, offline)",
     description="Trains an anchor-free detector on any detection dataset (COCO import, YOLO v2 or CenterNet "

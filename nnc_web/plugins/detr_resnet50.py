@@ -78,6 +78,7 @@ EVALUATORS[ARCHITECTURE] = evaluate_again  # the Evaluate button re-runs it from
 
 PLUGIN = register(Plugin(
     id="detr_resnet50",
+    curves=("train_loss", "loss_ce", "loss_bbox", "loss_giou", "valid_map50", "valid_map"),
     kind="training",
     title="Object Detection (DETR ResNet-50)",
     description="EasyMaker's built-in object detector: DETR (a ResNet-50, a transformer encoder-decoder and 100 "

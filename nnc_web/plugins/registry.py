@@ -218,6 +218,9 @@ class Plugin:
     uses_model: Callable[[dict], bool] | None = None  # post-processing that runs a model goes to `gpu`
     # Training: the project-config settings the plugin reads (the form shows only these); None: every one.
     config_fields: tuple[str, ...] | None = None
+    # Training: the history keys its epochs record, drawn as learning curves before the first epoch is in
+    # (a run's own history names them after); None: a classifier's train loss and errors.
+    curves: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -61,6 +61,7 @@ EVALUATORS[ARCHITECTURE] = evaluate_again
 
 PLUGIN = register(Plugin(
     id="segformer_b3",
+    curves=("train_loss", "valid_mean_iou", "valid_overall_accuracy"),
     kind="training",
     title="Semantic Segmentation (SegFormer-B3)",
     description="EasyMaker's built-in semantic segmenter: SegFormer-B3 (a hierarchical transformer encoder, "

@@ -46,6 +46,7 @@ EVALUATORS[ARCHITECTURE] = evaluate_again
 
 PLUGIN = register(Plugin(
     id="semantic_segmentation",
+    curves=("train_loss", "valid_mean_iou", "valid_overall_accuracy"),
     kind="training",
     title="Semantic Segmentation (LR-ASPP, offline)",
     description="Trains a per-pixel classifier on an EasyMaker segmentation dataset: the LR-ASPP head (the "

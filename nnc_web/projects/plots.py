@@ -8,6 +8,8 @@ from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
+from nnc_web.plugins.registry import PLUGINS
+
 # What a series is called on the figure; a run draws the numbers its history records (a classifier its
 # loss and errors, a detector its loss parts and mAP, a segmenter its mean IoU), so a new trainer's curves
 # show without a change here (its keys are then their own labels).
@@ -17,18 +19,21 @@ LABELS = {"train_loss": "train loss", "train_error": "train error", "valid_error
           "valid_map50": "valid mAP@0.5", "valid_map": "valid mAP@[.5:.95]",
           "valid_mean_iou": "valid mean IoU", "valid_overall_accuracy": "valid pixel accuracy"}
 CLASSIFIER = ("train_loss", "train_error", "valid_error")
-# Before its first epoch a run has no history: what its trainer will record.
-EXPECTED = {"object_detection": ("train_loss", "heat_loss", "size_loss", "offset_loss", "valid_map50", "valid_map"),
-            "semantic_segmentation": ("train_loss", "valid_mean_iou", "valid_overall_accuracy")}
 NOT_CURVES = {"epoch", "seconds"}
 
 
 def series_of(run) -> tuple[str, ...]:
-    history = run.history or []
-    if history:
-        return tuple(k for k, v in history[0].items()
-                     if k not in NOT_CURVES and isinstance(v, int | float) and not isinstance(v, bool))
-    return EXPECTED.get(run.plugin_id, CLASSIFIER)
+    """The series a run draws: every number its history records (in first-seen order, so a key that
+    appears only in later epochs still gets a line), else, before its first epoch, those its training
+    plugin declares it will record (so the live stream has a line to grow)."""
+    keys: dict[str, None] = {}
+    for record in run.history or []:
+        keys.update({k: None for k, v in record.items()
+                     if k not in NOT_CURVES and isinstance(v, int | float) and not isinstance(v, bool)})
+    if keys:
+        return tuple(keys)
+    plugin = PLUGINS.get(run.plugin_id)
+    return (plugin.curves if plugin is not None else None) or CLASSIFIER
 
 
 def curves_item(runs: list) -> dict:

@@ -107,7 +107,8 @@ def test_gaussian_modes_give_the_model_sizes_they_promise(textures, reporter):
         eigenvalues = torch.linalg.eigvalsh(state["cov_inv"][:3].double())
         assert bool((eigenvalues > 0).all())
     assert make("padim").gaussians == 56 * 56  # lite0 at 224: the stride-4 grid
-    assert sizes["dense"] == 16 * sizes["1/16"] and sizes["1/16"] == 14 * 14 * sizes["single"]
+    # single: one Gaussian for the interior, one for the border ring
+    assert sizes["dense"] == 16 * sizes["1/16"] and 2 * sizes["1/16"] == 14 * 14 * sizes["single"]
     log = "\n".join(reporter.lines)
     assert "Gaussian(s) of" in log and "statistics 126.7 MB (float32, accumulated in place" in log  # 3136 x 100 x 101
 
@@ -118,20 +119,27 @@ def test_float32_running_statistics_match_a_float64_computation(mode, textures, 
     model.fit(textures["train"][:7], reporter, batch_size=3)  # three uneven batches: 3 + 3 + 1
     with torch.no_grad():
         batch = torch.stack([model.transform(Image.open(p).convert("RGB")) for p in textures["train"][:7]])
-        vectors = model.group(model.embed(batch)).double()
-    mean = vectors.mean(1)
-    centred = vectors - mean[:, None]
-    covariance = centred.transpose(1, 2) @ centred / (vectors.shape[1] - 1) + 0.01 * torch.eye(model.dim)
-    inverse = torch.linalg.inv(covariance)
+        embedding = model.embed(batch)
+    if mode == "single":  # the interior's and the border ring's vectors, each its own Gaussian
+        assert model.gaussians == 2
+        flat = embedding.permute(0, 2, 3, 1).reshape(len(batch), -1, model.dim)
+        groups = [flat[:, positions].reshape(-1, model.dim).double() for positions in model.regions()]
+    else:
+        groups = list(model.group(embedding).double())
     assert model.mean.dtype == model.cov_inv.dtype == torch.float32
-    assert torch.allclose(model.mean.double(), mean, rtol=1e-5, atol=1e-5)
-    # as close as float32 gets (a direct float32 covariance is 0.7-4e-3 off here: condition numbers ~1e5)
-    error = (model.cov_inv.double() - inverse).abs().amax((1, 2)) / inverse.abs().amax((1, 2))
-    assert float(error.max()) < 2e-3, float(error.max())
-    delta, ours = vectors - mean[:, None], vectors - model.mean.double()[:, None]
-    truth = ((delta @ inverse) * delta).sum(-1).sqrt()
-    distances = ((ours @ model.cov_inv.double()) * ours).sum(-1).sqrt()
-    assert float(((distances - truth).abs() / truth).max()) < 1e-3  # what the maps are made of
+    for g, vectors in enumerate(groups):
+        mean = vectors.mean(0)
+        centred = vectors - mean
+        covariance = centred.T @ centred / (len(vectors) - 1) + 0.01 * torch.eye(model.dim)
+        inverse = torch.linalg.inv(covariance)
+        assert torch.allclose(model.mean[g].double(), mean, rtol=1e-5, atol=1e-5)
+        # as close as float32 gets (a direct float32 covariance is 0.7-4e-3 off here: condition numbers ~1e5)
+        error = float((model.cov_inv[g].double() - inverse).abs().max() / inverse.abs().max())
+        assert error < 2e-3, error
+        delta, ours = vectors - mean, vectors - model.mean[g].double()
+        truth = ((delta @ inverse) * delta).sum(-1).sqrt()
+        distances = ((ours @ model.cov_inv[g].double()) * ours).sum(-1).sqrt()
+        assert float(((distances - truth).abs() / truth).max()) < 1e-3  # what the maps are made of
 
 
 def test_a_dense_fit_needs_the_models_size_not_a_list_of_embeddings(textures, tmp_path):
@@ -324,3 +332,19 @@ def test_the_refusal_names_the_dimensions_that_would_fit(monkeypatch, textures, 
     with pytest.raises(UserError, match="choose gaussian single"):
         monkeypatch.setattr(anomaly_model, "physical_memory", lambda: 1 << 16)
         make("padim", pretrained=False, gaussian="1/16").fit(textures["train"][:2], reporter)
+
+
+def test_single_mode_bundles_from_before_the_border_ring_load_and_score_as_they_did(textures, reporter):
+    """`single` now fits the border ring apart (zero padding makes border features unlike the interior's);
+    a one-Gaussian model saved before that still loads and scores every position with its one Gaussian."""
+    old = make("padim", gaussian="single", feature_ratio=0.1, border=0)
+    old.fit(textures["train"][:4], reporter)
+    assert old.gaussians == 1
+    new = make("padim", gaussian="single", feature_ratio=0.1)
+    assert new.border == 4 and new.gaussians == 2
+    new.channels = old.channels
+    new.load_state(old.state())
+    assert new.border == 0 and new.gaussians == 1
+    with torch.no_grad():
+        images = torch.stack([old.transform(Image.open(p).convert("RGB")) for p in textures["test"][:2]])
+        assert torch.equal(old.score_batch(images)[1], new.score_batch(images)[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -150,7 +151,7 @@ def load_pretrained(model_class, model_id: str, folder: Path, **overrides):
                 part.use_pretrained_backbone = False
         loaded, info = model_class.from_pretrained(str(folder), config=config, local_files_only=True,
                                                    ignore_mismatched_sizes=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a broken or foreign file
+    except (OSError, ValueError, RuntimeError, SafetensorError, pickle.UnpicklingError) as exc:  # broken or foreign
         reason = strip_paths(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]
         raise UserError(f"the weights in {folder.name} do not load into {model.id}: {reason}") from exc
     replaced = model.replaced
@@ -204,7 +205,7 @@ def import_hf_weights(model_id: str, source: Path) -> Path:
     loaded with the hub's config (a folder's own config.json only tells its model type), so another size of
     the same model (a SegFormer-B0 for segformer_b3) is refused by its shapes."""
     model = get_model(model_id)
-    source = Path(source)
+    source = Path(source).resolve()  # `.` has no name of its own
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / source.name
         folder.mkdir()

@@ -21,7 +21,10 @@ def test_a_new_run_draws_what_its_trainer_will_record(plugin_id, expected):
     assert series_of(SimpleNamespace(plugin_id=plugin_id, history=[])) == expected
 
 
-def test_every_training_plugin_that_records_other_series_declares_them():
+def test_the_declared_series_are_those_the_trainers_record():
+    from nnc_web.engine.detection_training import detr
+
+    assert PLUGINS["detr_resnet50"].curves == ("train_loss", *detr.LOSS_PARTS, "valid_map50", "valid_map")
     for plugin in PLUGINS.values():
         if plugin.kind == "training" and plugin.curves is not None:
             assert "train_loss" in plugin.curves and len(set(plugin.curves)) == len(plugin.curves), plugin.id

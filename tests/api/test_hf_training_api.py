@@ -25,7 +25,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def no_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache: no weights on this machine
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read once at import
 
 
 def test_detr_run_through_the_api(alice, client_for, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,7 +240,7 @@ def _resized_segformer(hidden_sizes: list[int]):
     return config
 
 
-def test_weights_of_another_size_are_refused_without_server_paths(tmp_path):
+def test_weights_of_another_size_are_refused_without_server_paths(tmp_path, monkeypatch):
     """The tiny reference stands for the hub model: a checkpoint of the same family with other widths (as a
     SegFormer-B0 file for segformer_b3) is refused, by import_weights and by a run's load alike."""
     from transformers import DetrForObjectDetection, SegformerForSemanticSegmentation
@@ -288,6 +289,12 @@ def test_weights_of_another_size_are_refused_without_server_paths(tmp_path):
     assert "do not load into segformer_b3" in str(broken.value) and str(tmp_path) not in str(broken.value)
     assert hf_weights.strip_paths("no file at '/srv/nnc/models/x/model.bin' (see https://hf.co/a/b)") == (
         "no file at 'model.bin' (see https://hf.co/a/b)")
+    (tmp_path / "pickled").mkdir()  # a foreign pickle is a message too, not the command's traceback
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(UserError, match="do not load into segformer_b3"):
+        hf_weights.import_hf_weights("segformer_b3", tmp_path / "pickled" / "pytorch_model.bin")
+    monkeypatch.chdir(right)  # `import_weights segformer_b3 .` from inside the downloaded folder
+    assert hf_weights.import_hf_weights("segformer_b3", Path(".")).name == "segformer_b3"
 
 
 def test_a_cancel_stops_segformer_within_the_first_batch(masks, tmp_path):  # noqa: F811

@@ -42,7 +42,8 @@ def load_anomaly_bundle(folder: Path, device: str = "cpu") -> tuple[AnomalyModel
     common = {"input_size": manifest["input_size"], "feature_ratio": manifest["feature_ratio"],
               "seed": manifest["seed"], "channels": state["channels"], "device": device}
     if manifest["architecture"] == "padim":
-        model: AnomalyModel = Padim(manifest["backbone"], manifest["gaussian"], **common)
+        model: AnomalyModel = Padim(manifest["backbone"], manifest["gaussian"], **common,
+                                    **({"border": manifest["border"]} if "border" in manifest else {}))
     else:
         model = Patchcore(manifest["backbone"], manifest["sample_ratio"], **common)
     model.load_state(state)

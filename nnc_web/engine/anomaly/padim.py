@@ -161,8 +161,8 @@ class Padim(AnomalyModel):
                 reporter.progress(start + len(batch), len(paths))
 
         counts = self.fit_embeddings(embeddings(), lambda: check_stop(reporter))
-        reporter.log(f"fitted {self.gaussians} Gaussian(s) on {'/'.join(map(str, counts))} vectors per "
-                     f"Gaussian from {len(paths)} images")
+        per = "/".join(map(str, counts)) if self.gaussian == "single" else str(counts[0])  # dense: 3136 equal
+        reporter.log(f"fitted {self.gaussians} Gaussian(s) on {per} vectors per Gaussian from {len(paths)} images")
 
     def fit_embeddings(self, embeddings: Iterable[torch.Tensor], check: Callable[[], None] = lambda: None
                        ) -> list[int]:

@@ -74,8 +74,22 @@ def allowed_nodes() -> list[str]:
 
 
 def parse_nodes(value: Any) -> list[str]:
-    """The optional node list: host names (or addresses), comma- or space-separated; the first hosts the
-    rendezvous."""
+    """The optional node list: host names (or addresses), comma- or space-separated, among the machines
+    the administrator allowed; the first hosts the rendezvous."""
+    nodes = parse_nodes_syntax(value)
+    allowed = allowed_nodes()
+    if nodes and not allowed:
+        raise UserError(f"nodes: multi-machine training is off on this studio; an administrator turns it on by "
+                        f"listing the machines in {NODES_SETTING}")
+    refused = [node for node in nodes if node not in allowed]
+    if refused:
+        raise UserError(f"nodes: {', '.join(refused)} {'is' if len(refused) == 1 else 'are'} not among the machines "
+                        f"an administrator allowed ({', '.join(allowed)})")
+    return nodes
+
+
+def parse_nodes_syntax(value: Any) -> list[str]:
+    """The node list's host names, checked for form only."""
     if value is None:
         return []
     items = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
@@ -85,14 +99,6 @@ def parse_nodes(value: Any) -> list[str]:
             raise UserError(f"nodes: {node!r} is not a host name or address")
     if len(set(nodes)) != len(nodes):
         raise UserError("nodes: a host is named twice (each node runs `devices` processes)")
-    allowed = allowed_nodes()
-    if nodes and not allowed:
-        raise UserError(f"nodes: multi-machine training is off on this studio; an administrator turns it on by "
-                        f"listing the machines in {NODES_SETTING}")
-    refused = [node for node in nodes if node not in allowed]
-    if refused:
-        raise UserError(f"nodes: {', '.join(refused)} {'is' if len(refused) == 1 else 'are'} not among the machines "
-                        f"an administrator allowed ({', '.join(allowed)})")
     return nodes
 
 

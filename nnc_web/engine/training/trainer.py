@@ -550,6 +550,9 @@ def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
 
     from nnc_web.engine.training.data import load_classification_csv
 
+    # Node 0's worker checked the nodes against NNC_TRAINING_NODES; the operator who runs the join on this
+    # machine has chosen to take part, with or without the studio's settings loaded in that shell.
+    os.environ.setdefault("NNC_TRAINING_NODES", ",".join(distributed.parse_nodes_syntax(spec["config"]["nodes"])))
     config = TrainConfig(**spec["config"])
     config.check()
     os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react'
+import { useEffect, useState, type ReactNode } from 'react'
 import { api } from './api'
 import type { Param, User } from './types'
 
@@ -26,11 +26,22 @@ export function SwitchWeights({ plugin, param, value }: { plugin: string; param:
   }, [plugin, param.name, param.type])
   if (!model || model.available || !value) return null
   return (
+    <MissingWeights model={model} isStaff={isStaff} needs={<>with {param.name} on</>} source="folder or model.safetensors"
+      staffAlternative={<>, or turn {param.name} off.</>} otherwise={<>turn {param.name} off (random weights).</>} />
+  )
+}
+
+// What a choice whose weights are not on this server means, and how to get them (staff) or whom to ask.
+function MissingWeights({ model, isStaff, needs, source, staffAlternative, otherwise }: {
+  model: ModelInfo; isStaff: boolean; needs: ReactNode; source: string; staffAlternative: ReactNode
+  otherwise: ReactNode
+}) {
+  return (
     <div className="warning" role="status" data-testid="missing-weights">
-      The weights of {model.title} are not on this server, so a run with {param.name} on cannot start.
+      The weights of {model.title} are not on this server, so a run {needs} cannot start.
       {isStaff
-        ? <> Import them (as the server's administrator): <code>python manage.py import_weights {model.id} &lt;folder or model.safetensors&gt;</code>, or turn {param.name} off.</>
-        : <> Ask the administrator to import them, or turn {param.name} off (random weights).</>}
+        ? <> Import them (as the server's administrator): <code>python manage.py import_weights {model.id} &lt;{source}&gt;</code>{staffAlternative}</>
+        : <> Ask the administrator to import them, or {otherwise}</>}
     </div>
   )
 }
@@ -65,12 +76,8 @@ export function ModelSelect({ id, param, value, onChange }: {
         })}
       </select>
       {chosen && !chosen.available && (
-        <div className="warning" role="status" data-testid="missing-weights">
-          The weights of {chosen.title} are not on this server, so a run with it cannot start.
-          {isStaff
-            ? <> Import them (as the server's administrator): <code>python manage.py import_weights {chosen.id} &lt;file&gt;</code></>
-            : <> Ask the administrator to import them, or choose a model without this mark.</>}
-        </div>
+        <MissingWeights model={chosen} isStaff={isStaff} needs="with it" source="file" staffAlternative={null}
+          otherwise="choose a model without this mark." />
       )}
       {error && <div className="error" role="alert">Model list: {error}</div>}
     </>

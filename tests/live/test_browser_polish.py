@@ -110,6 +110,13 @@ def test_backbones_without_weights_are_marked_and_staff_see_the_import_command(p
     expect(warning).to_contain_text("Ask the administrator to import them")
     expect(warning).not_to_contain_text("import_weights")  # the command is for staff
     page.screenshot(path=str(artifacts / "polish_model_missing_user.png"))
+    # DETR's and SegFormer's `pretrained` needs hub weights this server lacks: marked before any run
+    page.locator("select[name=training-plugin]").select_option("segformer_b3")
+    expect(page.get_by_test_id("missing-weights")).to_contain_text(
+        "SegFormer-B3 encoder (MiT-b3, ImageNet-1k) are not on this server, so a run with pretrained on cannot start. "
+        "Ask the administrator to import them, or turn pretrained off (random weights).")
+    page.locator("input[name=pretrained]").uncheck()
+    expect(page.get_by_test_id("missing-weights")).to_have_count(0)
 
     # The staff account the launcher made at first start signs in here.
     page.get_by_role("button", name="Sign out").click()
@@ -123,6 +130,9 @@ def test_backbones_without_weights_are_marked_and_staff_see_the_import_command(p
     expect(page.get_by_test_id("missing-weights")).to_contain_text(
         "python manage.py import_weights wide_resnet50_2 <file>")
     page.screenshot(path=str(artifacts / "polish_model_missing_staff.png"))
+    page.locator("select[name=training-plugin]").select_option("detr_resnet50")
+    expect(page.get_by_test_id("missing-weights")).to_contain_text(
+        "python manage.py import_weights detr_resnet50 <folder or model.safetensors>, or turn pretrained off.")
     assert page.errors == []
 
 

@@ -2,15 +2,16 @@
 config, and deletions that stop the jobs still writing into what is deleted."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from django.db import transaction
 from django.http import Http404
 
 from nnc_web.datasets.selectors import dataset_of, datasets_of
-from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.training.dataset_fit import (
     ANOMALY,
     DETECTION,
@@ -277,7 +278,17 @@ def export_run(run: Run, export_format: str) -> Path:
         raise UserError("this run has no trained model yet")
     target = folder / ("model.torchscript.pt" if export_format == "torchscript" else "model.onnx")
     if not target.exists():
-        replace_atomically(target, lambda path: export_bundle(folder, export_format, path))
+        # made inside the first download's request: each request writes its own temporary file beside the
+        # target and renames it over, so two first downloads at once cannot write into one file (either
+        # rename leaves a whole export; a shared temporary name mixed their bytes or lost one's file)
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f"{target.name}.", suffix=".partial")
+        os.close(handle)
+        partial = Path(name)
+        try:
+            export_bundle(folder, export_format, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     return target
 
 

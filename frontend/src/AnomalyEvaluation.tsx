@@ -13,8 +13,10 @@ interface AnomalyPage {
 }
 
 const PAGE = 40
-export const UNEXPLAINABLE = 'Grad-CAM, LIME and SHAP explain a classifier\'s class scores; an anomaly model has none: ' +
-  'its anomaly map (open the image larger) shows where the image differs from the normal ones'
+// Grad-CAM, LIME and SHAP explain the model's one output here, the image anomaly score (as class 0).
+export const SCORE_NAMES = ['anomaly score']
+export const EXPLAINED_SCORE = 'Explained: the image anomaly score (the model\'s only output, class 0): what raised it. ' +
+  'The anomaly map (open the image larger) shows where the image differs from the normal ones.'
 const COLOURS = { normal: '#1f77b4', anomalous: '#d62728', all: '#7f7f7f' }
 
 function counts(scores: number[], labels: number[] | null, threshold: number) {
@@ -101,9 +103,9 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
   }
   const fileUrl = (relative: string) => `/api/runs/${run.id}/files/${relative}`
   const choose = (f: typeof filter) => { setStart(0); setFilter(f); setOpened(null) }
-  // Right-click an image: the Explain items are there as in a classifier's evaluation, disabled with
-  // the reason (Grad-CAM, LIME and SHAP explain a class score; these models have none).
-  const menu = useExplainMenu({ base: `/api/runs/${run.id}`, names: [], unavailable: UNEXPLAINABLE })
+  // Right-click an image: Explain with Grad-CAM / LIME / SHAP as in a classifier's evaluation, of the
+  // image anomaly score (the bundle's one output; the dialog says so instead of naming a class).
+  const menu = useExplainMenu({ base: `/api/runs/${run.id}`, names: SCORE_NAMES, note: EXPLAINED_SCORE })
 
   return (
     <div className="card" data-testid="anomaly-evaluation">
@@ -151,7 +153,7 @@ export function AnomalyEvaluation({ run, onSaved }: { run: Run; onSaved: (run: R
             const verdict = r.label == null ? '' : (r.label === 1) === flagged ? 'ok' : 'wrong'
             return (
               <figure key={r.index} className={`${verdict} ${flagged ? 'flagged' : 'passed'}`} data-row={r.index}
-                onContextMenu={(e) => menu.onContextMenu(e, { image: r.image, src: '', predicted: null, actual: null },
+                onContextMenu={(e) => menu.onContextMenu(e, { image: r.image, src: datasetFile(page.dataset, r.image), predicted: 0, actual: null },
                   [{ type: 'item', id: 'open', label: 'Open larger, with its anomaly map', testId: 'menu-open-image',
                     onSelect: () => setOpened(position) }])}>
                 <button type="button" className="figure-open" onClick={() => setOpened(position)}

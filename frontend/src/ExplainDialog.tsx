@@ -12,10 +12,11 @@ export const EXPLAIN_METHODS: { id: ExplainMethod; label: string }[] = [
 ]
 
 // What a right-click on an evaluation image asks to explain: the image cell (its path as the CSV
-// has it), where to show it, the CSV it came from (SHAP's background) and the row's classes.
+// has it), where to show it, the CSV it came from (SHAP's background) and the row's classes; `note`
+// says what is explained where it is not a class (an anomaly model's score) and replaces the class line.
 export interface ExplainRequest {
   method: ExplainMethod; image: string; src: string; csv: string
-  predicted: number | null; actual: number | null; names: string[]
+  predicted: number | null; actual: number | null; names: string[]; note?: string
 }
 
 // The single-image plugin's parameters: this run's model, the clicked image, the CSV as SHAP's
@@ -78,11 +79,12 @@ export function ExplainDialog({ base, plugins, request, onQueued, onClose }: {
     : request.predicted !== null && request.predicted !== classIndex ? request.predicted : null
   return (
     <Modal title={`Explain with ${title}: ${request.image}`} onClose={onClose} testId="explain-dialog" wide>
-      <p className="muted" data-testid="explain-class">
-        Class explained: {className(classIndex)}{classIndex === request.predicted ? ' (predicted)' : ''}
-        {classIndex !== null && classIndex === request.actual ? ' (true)' : ''}
-        {request.actual !== null && ` · actual ${className(request.actual)}`}
-        {request.predicted !== null && ` · predicted ${className(request.predicted)}`}</p>
+      {request.note ? <p className="muted" data-testid="explain-class">{request.note}</p> : (
+        <p className="muted" data-testid="explain-class">
+          Class explained: {className(classIndex)}{classIndex === request.predicted ? ' (predicted)' : ''}
+          {classIndex !== null && classIndex === request.actual ? ' (true)' : ''}
+          {request.actual !== null && ` · actual ${className(request.actual)}`}
+          {request.predicted !== null && ` · predicted ${className(request.predicted)}`}</p>)}
       <div className="pager">
         {other !== null && (
           <button type="button" className="secondary small" data-testid="explain-other-class" onClick={() => setClassIndex(other)}>
@@ -102,7 +104,8 @@ export function ExplainDialog({ base, plugins, request, onQueued, onClose }: {
             style={{ width: 256, imageRendering: 'pixelated' }} />
             : <div className="muted" style={{ width: 256 }} data-testid="explain-pending">
               {done ? `No picture: the job ${done.state}${done.message ? ` (${done.message})` : ''}.` : 'Explaining…'}</div>}
-          <figcaption className="muted">{title}, class {className(classIndex)}</figcaption>
+          <figcaption className="muted">{title}, {request.note && classIndex !== null && request.names[classIndex] !== undefined
+            ? request.names[classIndex] : `class ${className(classIndex)}`}</figcaption>
         </figure>
       </div>
       {job && !done && <JobPanel key={job.job} jobId={job.job} untitled onFinished={() => finished(job.id)} />}
@@ -135,10 +138,10 @@ interface MenuAt { x: number; y: number; target: ExplainTarget; extra: MenuEntry
 // The right-click menu of an evaluation image outside the Output result table (the run page's grid,
 // the most / least activating images, Why did it fail's picks): Explain with Grad-CAM / LIME / SHAP
 // opens ExplainDialog beside the image, for the row's predicted class (the true one a click away).
-// `unavailable`: why this run's images cannot be explained (an anomaly model): the items show it,
-// disabled. `node` (the menu and the dialog) goes anywhere in the caller's tree.
-export function useExplainMenu({ base, names, csv = 'output_result.csv', unavailable }: {
-  base: string; names: string[]; csv?: string; unavailable?: string
+// `note`: what the dialog says is explained instead of the class line (an anomaly model's score).
+// `node` (the menu and the dialog) goes anywhere in the caller's tree.
+export function useExplainMenu({ base, names, csv = 'output_result.csv', note }: {
+  base: string; names: string[]; csv?: string; note?: string
 }): {
   onContextMenu: (event: React.MouseEvent<HTMLElement>, target: ExplainTarget, extra?: MenuEntry[]) => void
   openAt: (el: HTMLElement, target: ExplainTarget, extra?: MenuEntry[]) => void
@@ -150,12 +153,11 @@ export function useExplainMenu({ base, names, csv = 'output_result.csv', unavail
   const [menu, setMenu] = useState<MenuAt | null>(null)
   const [request, setRequest] = useState<ExplainRequest | null>(null)
   useEffect(() => {
-    if (unavailable) return
     let alive = true
     postprocessPlugins().then((p) => { if (alive) setPlugins(p) })
       .catch((e) => { if (alive) setFailed((e as ApiError).message) })
     return () => { alive = false }
-  }, [unavailable])
+  }, [])
 
   const openAt = (el: HTMLElement, target: ExplainTarget, extra: MenuEntry[] = []) => {
     const rect = el.getBoundingClientRect()
@@ -174,15 +176,14 @@ export function useExplainMenu({ base, names, csv = 'output_result.csv', unavail
     if (from && document.contains(from)) from.focus()
   }
 
-  const explain = (method: ExplainMethod, target: ExplainTarget) => setRequest({ method, ...target, csv, names })
+  const explain = (method: ExplainMethod, target: ExplainTarget) => setRequest({ method, ...target, csv, names, note })
   const entries = (at: MenuAt): MenuEntry[] => [...at.extra, ...EXPLAIN_METHODS.map((m): MenuEntry => {
     const installed = plugins?.some((p) => p.id === m.id) ?? false
-    const why = unavailable ? '' : failed ? ` (plugins: ${failed})` : plugins === null ? ' (loading…)' : installed ? '' : ' (not installed)'
+    const why = failed ? ` (plugins: ${failed})` : plugins === null ? ' (loading…)' : installed ? '' : ' (not installed)'
     return { type: 'item', id: `explain-${m.id}`, label: `Explain with ${m.label}${why}`,
-      testId: `menu-explain-${m.id}`, disabled: Boolean(unavailable || why),
+      testId: `menu-explain-${m.id}`, disabled: Boolean(why),
       onSelect: () => explain(m.id, at.target) }
-  }), ...(unavailable ? [{ type: 'item', id: 'explain-unavailable', label: unavailable, testId: 'menu-explain-unavailable',
-    disabled: true, onSelect: () => undefined } as MenuEntry] : [])]
+  })]
 
   const node = <>
     {menu && <ContextMenu x={menu.x} y={menu.y} label="Image actions" testId="context-menu" entries={entries(menu)}

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+import nnc_web.engine.anomaly.bundle  # noqa: F401 - registers the anomaly bundles' loaders (their score is explained)
 from nnc_web.engine.analysis.table import CellResolver, load_image
-from nnc_web.engine.model_store import GRADCAM_LAYERS
+from nnc_web.engine.model_store import BACKBONES, GRADCAM_LAYERS
 from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.engine.xai.batch import BatchSpec, Explained, Item, explain_table
 from nnc_web.engine.xai.classifier import ImageClassifier, load_image_classifier
@@ -48,8 +49,12 @@ def label_variable_param() -> Param:
                       "largest element: the predicted class)")
 
 
+# The layers a model may offer: the classifiers' Grad-CAM layers, then those anomaly models take features from.
+LAYERS = tuple(dict.fromkeys((*GRADCAM_LAYERS, *(name for b in BACKBONES.values() for name in b.feature_layers))))
+
+
 def layer_param(name: str, default: str, help_text: str) -> Param:
-    return Param(name, "choice", default, choices=(default, *GRADCAM_LAYERS), help=help_text)
+    return Param(name, "choice", default, choices=(default, *LAYERS), help=help_text)
 
 
 def open_classifier(ctx, params: dict, method: str) -> ImageClassifier:
@@ -77,7 +82,13 @@ def clicked_image(ctx, params: dict, classifier: ImageClassifier) -> tuple[Image
 def chosen_class(ctx, params: dict, classifier: ImageClassifier, inputs: torch.Tensor) -> int:
     """`class_index`, or (-1) the class the model predicts; logged with the model's score of it."""
     with torch.no_grad():
-        scores = torch.softmax(classifier.model(inputs), dim=1)[0]
+        outputs = classifier.model(inputs)
+    if classifier.num_classes == 1:  # one score (an anomaly model's): its value, no softmax of one
+        class_index = classifier.check_class(0 if params["class_index"] == PREDICTED else params["class_index"])
+        ctx.log(f"the model's {classifier.class_names[0] if classifier.class_names else 'score'} is "
+                f"{float(outputs[0, 0]):.4f}; explaining it")
+        return class_index
+    scores = torch.softmax(outputs, dim=1)[0]
     predicted = int(scores.argmax())
     wanted = params["class_index"]
     class_index = predicted if wanted == PREDICTED else classifier.check_class(wanted)

@@ -322,6 +322,28 @@ def test_anomaly_masks_filters_and_evaluation_images_opened_larger(page, tmp_pat
     expect(dialog.get_by_test_id("result-score")).not_to_have_text(score)
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
+
+    # Right-click the most anomalous image: Grad-CAM / LIME / SHAP of its anomaly score, enabled; Grad-CAM
+    # starts a job on the run's bundle for class 0 and its overlay opens beside the image.
+    figures.first.locator("img").click(button="right")
+    menu = page.get_by_test_id("context-menu")
+    for method in ("grad_cam", "lime_image", "shap_image"):
+        expect(menu.get_by_test_id(f"menu-explain-{method}")).to_be_visible()
+        expect(menu.get_by_test_id(f"menu-explain-{method}")).not_to_have_attribute("aria-disabled", "true")
+    expect(menu.get_by_test_id("menu-explain-unavailable")).to_have_count(0)
+    menu.get_by_test_id("menu-explain-grad_cam").click()
+    explain = page.get_by_test_id("explain-dialog")
+    expect(explain.get_by_test_id("explain-class")).to_contain_text("the image anomaly score")
+    expect(explain.get_by_test_id("explain-overlay")).to_be_visible(timeout=60_000)
+    all_images_loaded(page, "[data-testid=explain-overlay], [data-testid=explain-image]")
+    assert page.evaluate("document.querySelector('[data-testid=explain-overlay]').naturalWidth") == 224
+    page.screenshot(path=str(artifacts / "polish_anomaly_explain.png"))
+    first_row = api_call(page, "GET", f"/api/runs/{run_id}/results/?limit=1")["rows"][0]
+    job = next(p for p in api_call(page, "GET", f"/api/runs/{run_id}/postprocess/")["results"] if p["plugin_id"] == "grad_cam")
+    assert job["state"] == "succeeded"
+    assert job["params"]["image"] == first_row["image"] and job["params"]["class_index"] == 0
+    explain.get_by_role("button", name="Close").click()
+    expect(explain).to_have_count(0)
     assert page.errors == []
 
 

@@ -48,3 +48,15 @@ def load_anomaly_bundle(folder: Path, device: str = "cpu") -> tuple[AnomalyModel
         model = Patchcore(manifest["backbone"], manifest["sample_ratio"], **common)
     model.load_state(state)
     return model, manifest
+
+
+def _register() -> None:
+    """Anomaly bundles are explainable (Grad-CAM, LIME, SHAP of the image anomaly score)."""
+    from nnc_web.engine.anomaly.explain import explainable
+    from nnc_web.engine.xai.classifier import register_loader
+
+    for method in METHODS:
+        register_loader(method, explainable)
+
+
+_register()

@@ -1,7 +1,8 @@
 """Mid-level feature maps of a pretrained backbone, the input of PaDiM and PatchCore.
 
 Forward hooks collect the model-store layers (strides 4, 8, 16) and stop the forward pass after the
-last one, so the deeper half of the network is never run. The kept channels are a fixed, seeded
+last one, so the deeper half of the network is never run. Features are computed without gradients,
+unless `differentiable` is set (the explanation methods' view of an anomaly score, engine.anomaly.explain). The kept channels are a fixed, seeded
 random selection per layer (the PaDiM paper's reduction), saved with the model so that scores are
 reproducible after reloading. `feature_ratio` `auto` keeps the method's own number of dimensions
 (PaDiM: the paper's 100, whatever the backbone's width) instead of a share of the channels.
@@ -33,10 +34,12 @@ class LayerFeatures(nn.Module):
         self.backbone_id = backbone_id
         self.layers = tuple(layers)
         self.body = load_backbone(backbone_id, pretrained) if body is None else body
+        self.differentiable = False  # True: gradients flow to the input and the layers (explanations)
         modules = dict(self.body.named_modules())
         missing = [name for name in self.layers if name not in modules]
         if missing:
             raise UserError(f"{backbone_id} has no layer {', '.join(missing)}")
+        self._deepest = modules[self.layers[-1]]
         self._outputs: dict[str, torch.Tensor] = {}
         for name in self.layers:
             modules[name].register_forward_hook(self._keeper(name))
@@ -44,18 +47,25 @@ class LayerFeatures(nn.Module):
     def _keeper(self, name: str):
         def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
             self._outputs[name] = output
-            if len(self._outputs) == len(self.layers):
-                raise _StopForward
 
         return hook
 
-    @torch.no_grad()
+    @staticmethod
+    def _stop(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        raise _StopForward
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         self._outputs = {}
+        # The stop is hooked for this pass only, after every other hook of the deepest layer (Grad-CAM's,
+        # registered just before the pass, must still see its output).
+        stop = self._deepest.register_forward_hook(self._stop)
         try:
-            self.body(images)
+            with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
+                self.body(images)
         except _StopForward:
             pass
+        finally:
+            stop.remove()
         outputs, self._outputs = self._outputs, {}
         return [outputs[name] for name in self.layers]
 

@@ -1,8 +1,9 @@
 """LIME on superpixels (Ribeiro et al., 2016) as NNC's plugin does it, through captum's Lime: SLIC
 segments (scikit-image, default settings), random masks keeping each segment with p = 0.5 (seeded),
-hidden segments black (NNC's image x mask), the softmax score of the class, Ridge(alpha=1) on the
-masks without a kernel; the coefficients rank the segments. Unlike NNC's one image per forward pass,
-the perturbed images go through the model `batch_size` at a time."""
+hidden segments black (NNC's image x mask), the softmax score of the class (a one-output model's raw
+score: an anomaly score), Ridge(alpha=1) on the masks without a kernel; the coefficients rank the
+segments. Unlike NNC's one image per forward pass, the perturbed images go through the model
+`batch_size` at a time."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,9 @@ def lime_weights(classifier: ImageClassifier, unit: torch.Tensor, segments: np.n
     def forward(pixels: torch.Tensor) -> torch.Tensor:
         if reporter is not None:
             check_stop(reporter)
-        scores = torch.softmax(model(pixels), dim=1)
+        outputs = model(pixels)
+        # a single output (an anomaly model's score) is explained as it is: its softmax is always 1
+        scores = torch.softmax(outputs, dim=1) if outputs.shape[1] > 1 else outputs
         done[0] += len(pixels)
         if on_samples is not None:
             on_samples(done[0])

@@ -60,8 +60,10 @@ def layer_param(name: str, default: str, help_text: str) -> Param:
 def open_classifier(ctx, params: dict, method: str) -> ImageClassifier:
     device = resolve_device("auto")
     classifier = load_image_classifier(Path(params["model"]), device, method)
-    ctx.log(f"{method} of a {classifier.backbone_id or classifier.manifest.get('architecture')} classifier "
-            f"({classifier.num_classes} classes, {classifier.input_size} px) on {device}")
+    what = (f"classifier ({classifier.num_classes} classes" if classifier.num_classes > 1 else
+            f"{classifier.manifest.get('architecture')} model (one output: {classifier.class_label(0)}")
+    ctx.log(f"{method} of a {classifier.backbone_id or classifier.manifest.get('architecture')} {what}, "
+            f"{classifier.input_size} px) on {device}")
     return classifier
 
 

@@ -27,7 +27,7 @@ def finished(client, url: str, body: dict) -> tuple[dict, Job]:
 
 def test_grad_cam_lime_and_shap_explain_an_anomaly_runs_score(alice, bob, client_for, tmp_path):
     client = client_for(alice)
-    source = upload(client, write_mvtec_zip(tmp_path / "brick.zip", train=6, good=2, bad=2, size=SIZE)).json()["id"]
+    source = upload(client, write_mvtec_zip(tmp_path / "brick.zip", train=4, good=1, bad=2, size=SIZE)).json()["id"]
     _, job = finished(client, "/api/jobs/", {"plugin": "anomaly_detection_dataset",
                                              "params": {"source": source, "prefix": "brick_"}})
     assert job.state == "succeeded", job.message
@@ -47,6 +47,8 @@ def test_grad_cam_lime_and_shap_explain_an_anomaly_runs_score(alice, bob, client
             "model": "model", "image": worst["image"], "class_index": 0, **params}})
         assert job.state == "succeeded", (plugin, job.message)
         lines = [e.data["line"] for e in job.events.filter(kind="log")]
+        assert any(line.endswith(f"of a efficientnet_lite0 padim model (one output: 0 (anomaly score), {SIZE} px) on cpu")
+                   for line in lines), lines
         assert f"the model's anomaly score is {worst['score']:.4f}; explaining it" in lines, (plugin, lines)
         listed = client.get(f"{base}/postprocess/").json()["results"][0]
         assert listed["plugin_id"] == plugin and listed["outputs"] == [{"path": name, "kind": "image"}]

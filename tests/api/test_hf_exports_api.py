@@ -1,6 +1,6 @@
 """DETR's and SegFormer's exports through the studio's download (`/api/runs/<id>/export/`): tiny
 random-initialised bundles (NNC_TINY_HF_CONFIGS=1) saved into a run's folder, downloaded as ONNX and
-TorchScript by the owner (another user gets 404), run with onnxruntime: the output names and shapes, the
+TorchScript (SegFormer's) by the owner (another user gets 404), run with onnxruntime: the output names and shapes, the
 eager model's numbers. Two first downloads at once each write their own temporary file."""
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def test_detr_and_segformer_exports_download_for_their_owner_only(which, alice, 
     response = owner.get(f"/api/runs/{run.pk}/export/?to=onnx")
     assert response.status_code == 200, response.content[:300]
     assert f'filename="run{run.pk}-model.onnx"' in response["Content-Disposition"]
-    session = onnxruntime.InferenceSession(_body(response), providers=["CPUExecutionProvider"])
+    onnx_bytes = _body(response)
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     images = torch.rand(3, 3, SMALL, SMALL, generator=torch.Generator().manual_seed(0))  # not the trace's batch
     got = session.run(None, {"image": images.numpy()})
@@ -86,16 +87,20 @@ def test_detr_and_segformer_exports_download_for_their_owner_only(which, alice, 
     for have, expected in zip(got, want, strict=True):
         np.testing.assert_allclose(have, expected.numpy(), atol=1e-4, rtol=1e-3)
 
-    script = owner.get(f"/api/runs/{run.pk}/export/?to=torchscript")
-    assert script.status_code == 200
-    with torch.no_grad():
-        again = torch.jit.load(io.BytesIO(_body(script)))(images)
-    for have, expected in zip(list(again) if isinstance(again, tuple) else [again], want, strict=True):
-        torch.testing.assert_close(have, expected, atol=1e-4, rtol=1e-3)
+    made = ["model.onnx"]
+    if which == "segformer":  # DETR's trace is the slow one (a ResNet-18); the engine tests check it
+        script = owner.get(f"/api/runs/{run.pk}/export/?to=torchscript")
+        assert script.status_code == 200
+        with torch.no_grad():
+            again = torch.jit.load(io.BytesIO(_body(script)))(images)
+        torch.testing.assert_close(again, want[0], atol=1e-4, rtol=1e-3)
+        made.append("model.torchscript.pt")
     for to in ("onnx", "torchscript"):  # made now, still not the stranger's
         assert other.get(f"/api/runs/{run.pk}/export/?to={to}").status_code == 404
-    made = sorted(p.name for p in (run.folder() / "model").iterdir() if p.name.startswith("model."))
-    assert made == ["model.onnx", "model.torchscript.pt"]  # no temporary file left behind
+    assert sorted(p.name for p in (run.folder() / "model").iterdir() if p.name.startswith("model.")) == made
+    kept = (run.folder() / "model" / "model.onnx").stat().st_ino
+    assert _body(owner.get(f"/api/runs/{run.pk}/export/?to=onnx")) == onnx_bytes
+    assert (run.folder() / "model" / "model.onnx").stat().st_ino == kept  # made once, not replaced again
 
 
 def test_two_first_downloads_at_once_each_write_their_own_file(alice, monkeypatch):

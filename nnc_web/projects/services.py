@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 from django.db import transaction
@@ -280,10 +280,9 @@ def export_run(run: Run, export_format: str) -> Path:
     if not target.exists():
         # made inside the first download's request: each request writes its own temporary file beside the
         # target and renames it over, so two first downloads at once cannot write into one file (either
-        # rename leaves a whole export; a shared temporary name mixed their bytes or lost one's file)
-        handle, name = tempfile.mkstemp(dir=folder, prefix=f"{target.name}.", suffix=".partial")
-        os.close(handle)
-        partial = Path(name)
+        # rename leaves a whole export; a shared temporary name mixed their bytes or lost one's file). A
+        # random name rather than mkstemp's: the export keeps the umask's permissions, not 0600.
+        partial = folder / f"{target.name}.{uuid.uuid4().hex}.partial"
         try:
             export_bundle(folder, export_format, partial)
             os.replace(partial, target)

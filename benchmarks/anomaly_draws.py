@@ -10,14 +10,24 @@ under several draws and prints image/pixel AUROC per draw; `edge` also reports w
 (the map's max) lies: within 24 px of the border, where the backbone's zero padding makes every image
 look anomalous to a single Gaussian.
 
-    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE padim dense,1/16,single 0,1,2 [uniform] [edge] [border=0 border=4 ...]
-    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE patchcore 0.01 0,1,2 [64|152]
+    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE padim dense,1/16,single 0,1,2 [uniform] [edge] [border=0 border=4 ...] [layout=ring layout=corners ...]
+    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE patchcore 0.01 0,1,2 [64|152] [gauss=64 sparse=282 none random ...]
+
+PatchCore's `KIND=DIM` variants pick the coreset on another projection: `gauss` (ours: N(0, 1/d)),
+`sparse` (anomalib's: Li et al.'s very sparse +-sqrt(s/d) entries with density 1/sqrt(D), `sparse=jl`
+for its Johnson-Lindenstrauss size at eps 0.9), `none` (exact distances), `none64` (float64), `random` (a uniform
+random subsample, no k-center) and `nostart` (anomalib's pre-gh-3459 loop: the random start is only a
+virtual centre and not kept); under .venv-bench, `anomalib` runs anomalib's KCenterGreedy itself and
+`anomalibproj` our k-center loop on anomalib's SparseRandomProjection (both seeded through the global RNGs),
+`anomalibstart` (`anomalibstart=exact`) our loop (with anomalib's exact |x - c|) from anomalib's start too,
+and `ascore` scores each memory bank with anomalib's PatchcoreModel too.
 """
 from __future__ import annotations
 
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -56,11 +66,47 @@ def cached_features(folder: Path) -> dict:
     return out
 
 
-def padim_draw(cache: dict, mode: str, channels: torch.Tensor, edge: bool, border: int | None) -> str:
+class LayoutPadim(Padim):
+    """Single mode's regions (what `layout=` measures): `ring` interior / whole border ring (the model
+    before 2026-12-03's corners), `corners` interior / ring without corners / the four k x k corners
+    pooled (Padim's default since), `corners4` each corner its own; `sides` each of the four sides (without corners) and each corner its own (9 Gaussians); `sides1`
+    the four sides and the four corners pooled (6)."""
+
+    def __init__(self, *args, layout: str = "corners", **kwargs) -> None:
+        self.layout = layout
+        super().__init__(*args, corners=layout != "ring", **kwargs)
+
+    @property
+    def gaussians(self) -> int:
+        if self.layout in ("ring", "corners") or self.gaussian != "single" or not self.border:
+            return super().gaussians
+        return len(self.regions())
+
+    def regions(self) -> list[torch.Tensor]:
+        h, w, k = self.height, self.width, self.border
+        if self.layout in ("ring", "corners") or not k:
+            return super().regions()
+        label = torch.zeros(h, w, dtype=torch.long)  # 0 interior
+        corners = [(slice(0, k), slice(0, k)), (slice(0, k), slice(w - k, w)),
+                   (slice(h - k, h), slice(0, k)), (slice(h - k, h), slice(w - k, w))]
+        if self.layout in ("sides", "sides1"):
+            label[:k], label[h - k:], label[:, :k], label[:, w - k:] = 1, 2, 3, 4
+            first_corner = 5
+        else:
+            label[:k], label[h - k:], label[:, :k], label[:, w - k:] = 1, 1, 1, 1
+            first_corner = 2
+        for number, (rows, cols) in enumerate(corners):
+            label[rows, cols] = first_corner + (number if self.layout in ("corners4", "sides") else 0)
+        label = label.flatten()
+        return [(label == g).nonzero().flatten() for g in range(int(label.max()) + 1)]
+
+
+def padim_draw(cache: dict, mode: str, channels: torch.Tensor, edge: bool, border: int | None,
+               layout: str = "corners") -> str:
     """Fit and score through Padim's own fit_embeddings / score_embedding on the cached features;
     `border` (single mode's ring in cells) defaults to the model's."""
     extra = {} if border is None else {"border": border}
-    model = Padim("efficientnet_lite0", mode, channels=channels, pretrained=False, **extra)
+    model = LayoutPadim("efficientnet_lite0", mode, channels=channels, pretrained=False, layout=layout, **extra)
     train, test = cache["padim_train"][:, channels], cache["padim_test"][:, channels]
     model.fit_embeddings(train[i:i + 16] for i in range(0, len(train), 16))
     maps = torch.cat([model.score_embedding(test[i:i + 16])[1] for i in range(0, len(test), 16)])
@@ -80,11 +126,82 @@ def summary(cache: dict, maps: np.ndarray, scores: np.ndarray | None, edge: bool
     return line
 
 
-def patchcore_draw(cache: dict, ratio: float, seed: int, projection: int) -> str:
+def jl_dim(samples: int, eps: float = 0.9) -> int:
+    """sklearn's / anomalib's johnson_lindenstrauss_min_dim (anomalib truncates, sklearn does too)."""
+    return int(4 * np.log(samples) / (eps ** 2 / 2 - eps ** 3 / 3))
+
+
+def sparse_matrix(features: int, dim: int, seed: int) -> torch.Tensor:
+    """Li et al.'s very sparse projection as anomalib builds it: each entry is nonzero with probability
+    1/sqrt(D), then +-sqrt(sqrt(D) / dim)."""
+    generator = torch.Generator().manual_seed(seed)
+    density = 1 / features ** 0.5
+    keep = torch.rand(features, dim, generator=generator) < density
+    signs = torch.randint(0, 2, (features, dim), generator=generator).float() * 2 - 1
+    return keep * signs * (1 / density) ** 0.5 / dim ** 0.5
+
+
+def k_center_from(points: torch.Tensor, size: int, start: int, exact: bool) -> torch.Tensor:
+    """greedy_coreset's loop from a given start; `exact`: anomalib's |x - c| instead of the expansion."""
+    norms = (points * points).sum(1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = index = start
+    nearest = torch.full((len(points),), float("inf"))
+    for step in range(size):
+        if exact:
+            distance = torch.linalg.vector_norm(points - points[index], dim=1).square_()
+        else:
+            distance = torch.addmv(norms, points, points[index], alpha=-2.0).add_(norms[index])
+        torch.minimum(nearest, distance, out=nearest)
+        nearest[index] = 0
+        if step + 1 < size:
+            index = int(torch.argmax(nearest))
+            chosen[step + 1] = index
+    return chosen
+
+
+def select(bank: torch.Tensor, size: int, seed: int, variant: str) -> torch.Tensor:
+    kind, _, dim_text = variant.partition("=")
+    if kind.isdigit():  # the old form: a Gaussian projection's dim
+        return greedy_coreset(bank, size, seed, projection_dim=int(kind))
+    if kind in ("anomalib", "anomalibproj", "anomalibstart"):  # anomalib's code (.venv-bench), global RNGs seeded
+        from anomalib.models.components.dimensionality_reduction import SparseRandomProjection
+        from anomalib.models.components.sampling import KCenterGreedy
+
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        if kind == "anomalib":
+            return torch.tensor(KCenterGreedy(bank, size / len(bank)).select_coreset_idxs())
+        projected = SparseRandomProjection(eps=0.9).fit(bank).transform(bank).contiguous()
+        if kind == "anomalibstart":  # anomalib's projection and start (its next global draw), our loop
+            return k_center_from(projected, size, int(torch.randint(high=len(bank), size=(1,)).squeeze()),
+                                 "exact" in variant)
+        return greedy_coreset(projected, size, seed, projection_dim=10 ** 9)
+    if kind == "random":
+        return torch.randperm(len(bank), generator=torch.Generator().manual_seed(seed))[:size]
+    if kind == "none64":
+        return greedy_coreset(bank.double(), size, seed, projection_dim=10 ** 9)
+    if kind in ("none", "nostart"):
+        if kind == "nostart":  # a virtual start, then `size` chosen points
+            return greedy_coreset(bank, size + 1, seed, projection_dim=10 ** 9)[1:]
+        return greedy_coreset(bank, size, seed, projection_dim=10 ** 9)
+    dim = jl_dim(len(bank)) if dim_text == "jl" else int(dim_text)
+    if kind == "gauss":
+        matrix = torch.randn(bank.shape[1], dim, generator=torch.Generator().manual_seed(seed)) / dim ** 0.5
+    elif kind == "sparse":
+        matrix = sparse_matrix(bank.shape[1], dim, seed)
+    else:
+        raise SystemExit(f"unknown variant {variant}")
+    return greedy_coreset(bank @ matrix, size, seed, projection_dim=10 ** 9)
+
+
+def patchcore_draw(cache: dict, ratio: float, seed: int, variant: str, anomalib_scoring: bool = False) -> str:
     bank = cache["patchcore_train"].permute(0, 2, 3, 1).reshape(-1, 152).contiguous()
     count = cache["patchcore_test"].shape[0]
     test = cache["patchcore_test"].permute(0, 2, 3, 1).reshape(-1, 152)
-    bank = bank[greedy_coreset(bank, int(len(bank) * ratio), seed, projection_dim=projection)]
+    started = time.perf_counter()
+    bank = bank[select(bank, int(len(bank) * ratio), seed, variant)]
+    elapsed = time.perf_counter() - started
     norms = (bank * bank).sum(1)
     distances, nearest = nearest_neighbours(test, bank, norms)
     patch = distances[:, 0].reshape(count, -1)
@@ -93,7 +210,28 @@ def patchcore_draw(cache: dict, ratio: float, seed: int, projection: int) -> str
     _, support = nearest_neighbours(bank[nearest[:, 0].reshape(count, -1)[rows, worst]], bank, norms, k=9)
     weights = 1 - torch.softmax(torch.linalg.vector_norm(features[:, None] - bank[support], dim=2), 1)[:, 0]
     maps = smooth_map(patch.reshape(count, 28, 28), 224).numpy()
-    return summary(cache, maps, (weights * patch[rows, worst]).numpy(), False)
+    line = summary(cache, maps, (weights * patch[rows, worst]).numpy(), False) + f"  coreset {elapsed:.1f} s"
+    if anomalib_scoring:
+        line += f"  anomalib's scoring: {anomalib_scores(cache, bank)}"
+    return line
+
+
+def anomalib_scores(cache: dict, bank: torch.Tensor) -> str:
+    """The same memory bank scored by anomalib's PatchcoreModel (its nearest_neighbors,
+    compute_anomaly_score and anomaly_map_generator) on the cached embeddings: checks the scoring."""
+    from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+    model = PatchcoreModel(["blocks.2", "blocks.4"], "tf_efficientnet_lite0", pre_trained=False, num_neighbors=9).eval()
+    model.memory_bank = bank
+    scores, maps = [], []
+    with torch.no_grad():
+        for batch in cache["patchcore_test"].split(16):
+            embedding = model.reshape_embedding(batch)
+            patch, locations = model.nearest_neighbors(embedding=embedding, n_neighbors=1)
+            patch, locations = patch.reshape(len(batch), -1), locations.reshape(len(batch), -1)
+            scores.append(model.compute_anomaly_score(patch, locations, embedding))
+            maps.append(model.anomaly_map_generator(patch.reshape(len(batch), 1, 28, 28), (224, 224))[:, 0])
+    return summary(cache, torch.cat(maps).numpy(), torch.cat(scores).numpy(), False)
 
 
 def main() -> None:
@@ -110,15 +248,18 @@ def main() -> None:
             else:
                 channels = flatten_selection(select_channels(LITE0, "auto", seed, 100), LITE0)
             borders = [int(f[7:]) for f in flags if f.startswith("border=")] or [None]
+            layouts = [f[7:] for f in flags if f.startswith("layout=")] or ["corners"]
             for mode in what.split(","):
                 for border in borders:
-                    print(f"padim {mode} {'uniform' if 'uniform' in flags else 'ours'} seed {seed}"
-                          f"{'' if border is None else f' border {border}'}: "
-                          f"{padim_draw(cache, mode, channels, 'edge' in flags, border)}", flush=True)
+                    for layout in layouts:
+                        print(f"padim {mode} {'uniform' if 'uniform' in flags else 'ours'} seed {seed}"
+                              f"{'' if border is None else f' border {border}'}"
+                              f"{'' if layout == 'corners' else f' layout {layout}'}: "
+                              f"{padim_draw(cache, mode, channels, 'edge' in flags, border, layout)}", flush=True)
         else:
-            projection = int(flags[0]) if flags else 64
-            print(f"patchcore {what} projection {projection} seed {seed}: "
-                  f"{patchcore_draw(cache, float(what), seed, projection)}", flush=True)
+            for variant in [f for f in flags if f != "ascore"] or ["64"]:
+                print(f"patchcore {what} {variant} seed {seed}: "
+                      f"{patchcore_draw(cache, float(what), seed, variant, 'ascore' in flags)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ def test_gaussian_modes_give_the_model_sizes_they_promise(textures, reporter):
         eigenvalues = torch.linalg.eigvalsh(state["cov_inv"][:3].double())
         assert bool((eigenvalues > 0).all())
     assert make("padim").gaussians == 56 * 56  # lite0 at 224: the stride-4 grid
-    # single: one Gaussian for the interior, one for the border ring
-    assert sizes["dense"] == 16 * sizes["1/16"] and 2 * sizes["1/16"] == 14 * 14 * sizes["single"]
+    # single: one Gaussian each for the interior, the border ring less its corners, and the corners
+    assert sizes["dense"] == 16 * sizes["1/16"] and 3 * sizes["1/16"] == 14 * 14 * sizes["single"]
     log = "\n".join(reporter.lines)
     assert "Gaussian(s) of" in log and "statistics 126.7 MB (float32, accumulated in place" in log  # 3136 x 100 x 101
 
@@ -120,8 +120,8 @@ def test_float32_running_statistics_match_a_float64_computation(mode, textures, 
     with torch.no_grad():
         batch = torch.stack([model.transform(Image.open(p).convert("RGB")) for p in textures["train"][:7]])
         embedding = model.embed(batch)
-    if mode == "single":  # the interior's and the border ring's vectors, each its own Gaussian
-        assert model.gaussians == 2
+    if mode == "single":  # the interior's, the ring's (less corners) and the corners' vectors, each its own
+        assert model.gaussians == 3
         flat = embedding.permute(0, 2, 3, 1).reshape(len(batch), -1, model.dim)
         groups = [flat[:, positions].reshape(-1, model.dim).double() for positions in model.regions()]
     else:
@@ -335,16 +335,34 @@ def test_the_refusal_names_the_dimensions_that_would_fit(monkeypatch, textures, 
 
 
 def test_single_mode_bundles_from_before_the_border_ring_load_and_score_as_they_did(textures, reporter):
-    """`single` now fits the border ring apart (zero padding makes border features unlike the interior's);
-    a one-Gaussian model saved before that still loads and scores every position with its one Gaussian."""
+    """`single` now fits the border ring and its corners apart (zero padding makes border features unlike
+    the interior's); a one-Gaussian model saved before the ring, and a two-Gaussian one saved before the
+    corners, still load and score every position as they did."""
     old = make("padim", gaussian="single", feature_ratio=0.1, border=0)
     old.fit(textures["train"][:4], reporter)
     assert old.gaussians == 1
-    new = make("padim", gaussian="single", feature_ratio=0.1)
-    assert new.border == 4 and new.gaussians == 2
-    new.channels = old.channels
-    new.load_state(old.state())
-    assert new.border == 0 and new.gaussians == 1
-    with torch.no_grad():
-        images = torch.stack([old.transform(Image.open(p).convert("RGB")) for p in textures["test"][:2]])
-        assert torch.equal(old.score_batch(images)[1], new.score_batch(images)[1])
+    ring = make("padim", gaussian="single", feature_ratio=0.1, corners=False)  # before the corners' Gaussian
+    ring.channels = old.channels
+    ring.fit(textures["train"][:4], reporter)
+    assert ring.gaussians == 2
+    images = torch.stack([old.transform(Image.open(p).convert("RGB")) for p in textures["test"][:2]])
+    for saved, gaussians in ((old, 1), (ring, 2)):
+        new = make("padim", gaussian="single", feature_ratio=0.1)
+        assert new.border == 4 and new.corners and new.gaussians == 3
+        new.channels = saved.channels
+        new.load_state(saved.state())
+        assert new.gaussians == gaussians and new.border == (4 if gaussians == 2 else 0) and not new.corners
+        with torch.no_grad():
+            assert torch.equal(saved.score_batch(images)[1], new.score_batch(images)[1])
+
+
+def test_single_modes_regions_split_the_grid_into_interior_edges_and_corners():
+    model = make("padim", pretrained=False, gaussian="single")
+    interior, edges, corners = (set(r.tolist()) for r in model.regions())
+    assert (model.height, model.width, model.border) == (56, 56, 4)
+    assert len(interior) == 48 * 48 and len(corners) == 4 * 4 * 4 and len(edges) == 56 * 56 - 48 * 48 - 64
+    assert interior | edges | corners == set(range(56 * 56)) and not (interior & edges or edges & corners)
+    assert {0, 3, 3 * 56 + 3, 52, 55, 55 * 56 + 55} <= corners and {4, 51, 4 * 56} <= edges
+    assert 4 * 56 + 4 in interior and 3 * 56 + 4 in edges
+    ring = make("padim", pretrained=False, gaussian="single", corners=False)
+    assert [len(r) for r in ring.regions()] == [48 * 48, 56 * 56 - 48 * 48]

@@ -6,10 +6,12 @@ the first one's grid, concatenated, then the kept channels. Normal images are mo
 whose granularity is `gaussian` (the meanings of NNC's plugin):
   dense   one Gaussian per position of the finest grid (the paper; 56 x 56 = 3136 at 224 px),
   1/16    one per position of the coarsest grid (each over a 4 x 4 block of the finest: 16x fewer),
-  single  one for the image's interior and one for its border ring (the positions within `border`
-          cells of the edge): the backbone's zero padding makes border features unlike interior ones,
-          so one Gaussian for both flags every image's border (issue 15); bundles saved before the
-          ring have one Gaussian and still load (border 0).
+  single  one for the image's interior, one for its border ring (the positions within `border`
+          cells of the edge) less its corners, and one for the four `border` x `border` corners: the
+          backbone's zero padding makes border features unlike interior ones (and corners, padded on
+          two sides, unlike edges), so one Gaussian for all flags every image's border (issue 15);
+          bundles saved before the corners (2 Gaussians: interior, whole ring) or before the ring (1)
+          still load and score as they did.
 `feature_ratio` `auto` keeps the paper's 100 dimensions (never more than the backbone has). Means and
 scatter matrices are accumulated online in float32 by pairwise (Chan et al.) updates, straight into
 the buffer that becomes the model: no list of embeddings and no second model-sized buffer, so a fit
@@ -45,7 +47,8 @@ class Padim(AnomalyModel):
     auto_dims = PAPER_DIMS
     auto_note = f"the paper's {PAPER_DIMS}"
 
-    def __init__(self, backbone_id: str, gaussian: str = "dense", border: int = BORDER_CELLS, **kwargs) -> None:
+    def __init__(self, backbone_id: str, gaussian: str = "dense", border: int = BORDER_CELLS, corners: bool = True,
+                 **kwargs) -> None:
         if gaussian not in GAUSSIAN_MODES:
             raise UserError(f"gaussian must be one of {', '.join(GAUSSIAN_MODES)}")
         self.gaussian = gaussian
@@ -54,6 +57,7 @@ class Padim(AnomalyModel):
         self.block = self.height // coarse[0]
         # the ring only in single mode, and only where an interior is left
         self.border = border if gaussian == "single" and 2 * border < min(self.height, self.width) else 0
+        self.corners = corners and bool(self.border)  # the ring's corners pooled in a Gaussian of their own
         if gaussian == "1/16" and (self.height % self.block or self.width % self.block):
             raise UserError("the 1/16 mode needs an input_size that is a multiple of 32")
         self.mean: torch.Tensor | None = None
@@ -65,21 +69,26 @@ class Padim(AnomalyModel):
             return self.height * self.width
         if self.gaussian == "1/16":
             return (self.height // self.block) * (self.width // self.block)
-        return 2 if self.border else 1
+        return 1 + bool(self.border) + self.corners
 
     def regions(self) -> list[torch.Tensor]:
-        """Single mode's flat position indices per Gaussian: [all] or [interior, border ring]."""
+        """Single mode's flat position indices per Gaussian: [all], [interior, border ring] (older
+        bundles) or [interior, ring less its corners, the four corners]."""
         h, w, k = self.height, self.width, self.border
         if not k:
             return [torch.arange(h * w, device=self.device)]
-        ring = torch.ones(h, w, dtype=torch.bool, device=self.device)
-        ring[k:h - k, k:w - k] = False
-        ring = ring.flatten()
-        return [(~ring).nonzero().flatten(), ring.nonzero().flatten()]
+        label = torch.ones(h, w, dtype=torch.long, device=self.device)
+        label[k:h - k, k:w - k] = 0
+        if self.corners:
+            for rows in (slice(0, k), slice(h - k, h)):
+                for cols in (slice(0, k), slice(w - k, w)):
+                    label[rows, cols] = 2
+        label = label.flatten()
+        return [(label == g).nonzero().flatten() for g in range(self.gaussians)]
 
     def settings(self) -> dict:
         return {**super().settings(), "gaussian": self.gaussian, "gaussians": self.gaussians,
-                "border": self.border, "grid": [self.height, self.width]}
+                "border": self.border, "corners": self.corners, "grid": [self.height, self.width]}
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         first, *rest = self.selected_layers(images)
@@ -214,8 +223,10 @@ class Padim(AnomalyModel):
         return {"mean": self.mean, "cov_inv": self.cov_inv, "channels": self.channels}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.gaussian == "single" and len(state["mean"]) == 1:
-            self.border = 0  # a bundle saved before the border ring: one Gaussian for every position
+        if self.gaussian == "single" and len(state["mean"]) < self.gaussians:
+            self.corners = False  # saved before the corners' Gaussian: interior and whole ring
+            if len(state["mean"]) == 1:
+                self.border = 0  # saved before the border ring: one Gaussian for every position
         expected = (self.gaussians, self.dim)
         if tuple(state["mean"].shape) != expected or tuple(state["cov_inv"].shape) != (*expected, self.dim):
             raise UserError("the saved PaDiM statistics do not match its settings")

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnc_web.engine.classification_dataset import ShapingParams  # noqa: E402
 from nnc_web.engine.dataset_outputs import OutputSpec  # noqa: E402
 from nnc_web.engine.detection_dataset import DetectionParams, build_detection_datasets  # noqa: E402
+from nnc_web.engine.detection_training import trainer as detection_trainer  # noqa: E402
 from nnc_web.engine.detection_training.data import load_detection_csv  # noqa: E402
 from nnc_web.engine.detection_training.model import STRIDE, CenterNetDetector  # noqa: E402
 from nnc_web.engine.detection_training.targets import batch_targets, detection_loss  # noqa: E402
@@ -89,15 +90,24 @@ def detection_half(root: Path, epochs: int, images: int, size: int) -> None:
                          input_size=size, augmentation=["flip", "translate", "scale"], device="auto")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    bare = bare_loop(CenterNetDetector(len(NAMES)).to(device),
-                     lambda epoch: loader(train, size, config, augment=True, epoch=epoch),
-                     lambda model, images, boxes: detection_loss(model(images.to(device)), batch_targets(
-                         boxes, len(NAMES), size // STRIDE, device))["loss"], config.learning_rate)
+
+    def batches(epoch: int):
+        return loader(train, size, config, augment=True, epoch=epoch)
+
+    def loss_of(model, images, boxes):
+        return detection_loss(model(images.to(device)), batch_targets(boxes, len(NAMES), size // STRIDE,
+                                                                      device))["loss"]
+
+    bare = bare_loop(CenterNetDetector(len(NAMES)).to(device), batches, loss_of, config.learning_rate)
     reporter = Interleaved(root / "log", bare)
-    result = DetectionTrainer(train, valid, NAMES, config, root / "run", reporter).run()
+    trainer = DetectionTrainer(train, valid, NAMES, config, root / "run", reporter)
+    result = trainer.run()
     report("detection", result.history, reporter.bare_seconds, len(train.images), config)
     print(f"RESULT detection valid_map50_after_{epochs}_epochs={result.history[-1]['valid_map50']:.3f} "
           f"best={max(h['valid_map50'] for h in result.history):.3f} valid_images={len(valid.images)}")
+    if device.type == "cpu":
+        cpu_check("detection", trainer, detection_trainer._State(), lambda: CenterNetDetector(len(NAMES)), batches,
+                  loss_of, config, min(epochs, 4))
 
 
 def segmentation_half(root: Path, epochs: int, images: int) -> None:
@@ -108,10 +118,14 @@ def segmentation_half(root: Path, epochs: int, images: int) -> None:
                          augmentation=["flip"], device="auto")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    bare = bare_loop(LiteSegmenter(len(names), config.pretrained).to(device),
-                     lambda epoch: segmentation.loader(train, size, config, augment=True, epoch=epoch),
-                     lambda model, images, masks: F.cross_entropy(model(images.to(device)), masks.to(device),
-                                                                  ignore_index=IGNORE), config.learning_rate)
+
+    def batches(epoch: int):
+        return segmentation.loader(train, size, config, augment=True, epoch=epoch)
+
+    def loss_of(model, images, masks):
+        return F.cross_entropy(model(images.to(device)), masks.to(device), ignore_index=IGNORE)
+
+    bare = bare_loop(LiteSegmenter(len(names), config.pretrained).to(device), batches, loss_of, config.learning_rate)
     reporter = Interleaved(root / "seg_log", bare)
     trainer = segmentation.SegmentationTrainer(train, valid, names, config, root / "seg_run", reporter)
     result = trainer.run()
@@ -119,25 +133,22 @@ def segmentation_half(root: Path, epochs: int, images: int) -> None:
     print(f"RESULT segmentation valid_mean_iou_after_{epochs}_epochs={result.history[-1]['valid_mean_iou']:.3f} "
           f"best={max(h['valid_mean_iou'] for h in result.history):.3f} valid_images={len(valid.images)}")
     if device.type == "cpu":
-        segmentation_cpu_check(trainer, train, config, len(names), min(epochs, 4))
+        cpu_check("segmentation", trainer, segmentation._State(), lambda: LiteSegmenter(len(names), config.pretrained),
+                  batches, loss_of, config, min(epochs, 4))
 
 
-def segmentation_cpu_check(trainer, train, config: TrainConfig, classes: int, epochs: int) -> None:
+def cpu_check(task: str, trainer, state, make_model, batches, loss_of, config: TrainConfig, epochs: int) -> None:
     """The same comparison in CPU seconds of one thread (torch on one thread, the process's only worker):
     what other processes on shared cores do barely moves it, unlike wall time. Ours is the trainer's own
-    epoch, the code its `run` times; the two take turns."""
+    epoch, the code its `run` times; the two take turns, each on a fresh model seeded alike."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(config.seed)
-        model = LiteSegmenter(classes, config.pretrained)
+        model = make_model()
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        state = segmentation._State()
         torch.manual_seed(config.seed)
-        bare = bare_loop(LiteSegmenter(classes, config.pretrained),
-                         lambda epoch: segmentation.loader(train, config.input_size, config, augment=True, epoch=epoch),
-                         lambda model, images, masks: F.cross_entropy(model(images), masks, ignore_index=IGNORE),
-                         config.learning_rate, clock=time.thread_time)
+        bare = bare_loop(make_model(), batches, loss_of, config.learning_rate, clock=time.thread_time)
         ours, theirs = [], []
         for epoch in range(1, epochs + 1):
             started = time.thread_time()
@@ -146,7 +157,7 @@ def segmentation_cpu_check(trainer, train, config: TrainConfig, classes: int, ep
             theirs.append(bare(epoch))
     finally:
         torch.set_num_threads(threads)
-    print(f"RESULT segmentation epoch_cpu_seconds_1_thread ours={min(ours):.2f} bare={min(theirs):.2f} "
+    print(f"RESULT {task} epoch_cpu_seconds_1_thread ours={min(ours):.2f} bare={min(theirs):.2f} "
           f"ratio={min(ours) / min(theirs):.2f} epochs={epochs}")
 
 

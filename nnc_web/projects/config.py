@@ -28,14 +28,14 @@ CONFIG_PARAMS = (
     Param("devices", "text", "1", label="Devices (processes)",
           help="how many GPUs (or, with device cpu, CPU processes) one training uses on each machine: 1 (one "
                "process), auto (every visible GPU, 1 without one), or 2, 4 ... (at most the worker's GPUs, or its "
-               "cores on CPU). Above 1 the image epochs run under "
-               "torch.distributed (DistributedDataParallel); the global batch is batch_size. last_fc_only's "
-               "cached head stays in one process"),
+               "cores on CPU). Above 1 the epochs of the image classifier, the offline detector and the "
+               "offline segmenter run under torch.distributed (DistributedDataParallel, BatchNorm over the "
+               "global batch); the global batch is batch_size. last_fc_only's cached head stays in one process"),
     Param("nodes", "text", "", label="Nodes (multi-machine)",
           help="empty for one machine; else the host names of every machine of the training, comma-separated, "
-               "the first hosting the rendezvous (MASTER_ADDR, port MASTER_PORT or 29500). Each machine runs "
-               "`devices` processes on the shared job folder. Only machines an administrator lists in "
-               "NNC_TRAINING_NODES can be named"),
+               "the first hosting the rendezvous (MASTER_ADDR; port MASTER_PORT, else a free one it picks). Each machine runs "
+               "`devices` processes on the shared job folder (the image classifier only, for now). Only machines "
+               "an administrator lists in NNC_TRAINING_NODES can be named"),
 )
 
 

@@ -29,21 +29,32 @@ def batch_targets(boxes: list[torch.Tensor], num_classes: int, grid: int, device
             "mask": torch.stack(masks).to(device)}
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
-    """CenterNet's penalty-reduced pixel-wise focal loss, averaged over the objects."""
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
+               objects: torch.Tensor | None = None) -> torch.Tensor:
+    """CenterNet's penalty-reduced pixel-wise focal loss, averaged over the objects (`objects`: their
+    count in the whole global batch of a distributed run, else this batch's peaks)."""
     prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     positive = target.eq(1).float()
     pos = -torch.log(prob) * (1 - prob) ** alpha * positive
     neg = -torch.log(1 - prob) * prob ** alpha * (1 - target) ** beta * (1 - positive)
-    return (pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
+    return (pos.sum() + neg.sum()) / (positive.sum() if objects is None else objects).clamp(min=1)
 
 
-def detection_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict) -> dict:
+def object_counts(targets: dict) -> torch.Tensor:
+    """(heat-map peaks, centre cells) of a batch: what the loss parts are averaged over."""
+    return torch.stack([targets["heat"].eq(1).sum().float(), targets["mask"].sum().float()])
+
+
+def detection_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: dict,
+                   counts: torch.Tensor | None = None) -> dict:
+    """The loss parts of a batch; `counts` (object_counts summed over the ranks of a distributed run)
+    averages each rank's sums over the global batch's objects, so the ranks' parts add up to the global
+    batch's."""
     heat, size, offset = outputs
     mask = targets["mask"].unsqueeze(1)
-    count = mask.sum().clamp(min=1)
+    count = (mask.sum() if counts is None else counts[1]).clamp(min=1)
     region = targets["region"]
-    parts = {"heat_loss": focal_loss(heat, targets["heat"]),
+    parts = {"heat_loss": focal_loss(heat, targets["heat"], objects=None if counts is None else counts[0]),
              "size_loss": (F.l1_loss(size, region[:, 2:], reduction="none") * mask).sum() / count,
              "offset_loss": (F.l1_loss(offset, region[:, :2], reduction="none") * mask).sum() / count}
     parts["loss"] = parts["heat_loss"] + SIZE_WEIGHT * parts["size_loss"] + OFFSET_WEIGHT * parts["offset_loss"]

@@ -1,7 +1,13 @@
 """Training loop of the CenterNet detector: the project's optimizer and schedule, boxes augmented with
 their pixels, a checkpoint each epoch, resume, cancel within a batch, the best model by validation
 mAP@0.5. Reports per-step `loss`, per-epoch `train_loss`, `heat_loss`, `size_loss`, `offset_loss` and
-`valid_map50` / `valid_map` (the live curves)."""
+`valid_map50` / `valid_map` (the live curves).
+
+`devices` > 1 (or a node list) runs the epochs under torch.distributed as the classifier does
+(training/distributed.py launches the ranks, training/ranks.py holds the loop's pieces): DDP with
+BatchNorm over the global batch, each rank its share of the single process's batches, the loss averaged
+over the global batch's objects, so two processes follow one process's loss curve; rank 0 alone
+validates, writes the checkpoint and the best model, and reports."""
 from __future__ import annotations
 
 import functools
@@ -13,15 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.detection_training.data import DetectionData, DetectionDataset, collate
 from nnc_web.engine.detection_training.metrics import detection_metrics
 from nnc_web.engine.detection_training.model import BACKBONE, STRIDE, CenterNetDetector, decode
-from nnc_web.engine.detection_training.targets import batch_targets, detection_loss
+from nnc_web.engine.detection_training.targets import batch_targets, detection_loss, object_counts
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
+from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 
 LOSS_PARTS = ("heat_loss", "size_loss", "offset_loss")
@@ -55,10 +63,12 @@ def check_data(train: DetectionData, valid: DetectionData, num_classes: int) -> 
 
 
 def loader(data: DetectionData, size: int, config: TrainConfig, augment: bool, epoch: int = 0,
-           batch_size: int | None = None) -> DataLoader:
+           batch_size: int | None = None, rank: distributed.Rank | None = None) -> DataLoader:
     spec = get_backbone(BACKBONE)
     seed = config.seed * 1000 + epoch  # the same batches and augmentations after a resume
     dataset = DetectionDataset(data, size, spec.mean, spec.std, config.augmentation if augment else [], seed)
+    if rank is not None:  # this rank's share of the batches below
+        return ranks.rank_loader(dataset, config.batch_size, config.seed * 1000, epoch, rank, collate)
     return DataLoader(dataset, batch_size=batch_size or config.batch_size, shuffle=augment, collate_fn=collate,
                       generator=torch.Generator().manual_seed(seed))
 
@@ -84,7 +94,7 @@ def truths_of(data: DetectionData) -> list[dict]:
 
 class DetectionTrainer:
     def __init__(self, train: DetectionData, valid: DetectionData, class_names: list[str], config: TrainConfig,
-                 workdir: Path, reporter: Reporter) -> None:
+                 workdir: Path, reporter: Reporter, rank: distributed.Rank | None = None) -> None:
         config.check()
         self.train_data, self.valid_data, self.class_names = train, valid, class_names
         self.config, self.workdir, self.reporter = config, workdir, reporter
@@ -92,7 +102,9 @@ class DetectionTrainer:
         if self.size % 32:
             raise UserError(f"input_size must be a multiple of 32 (the backbone's stride), got {self.size}")
         check_data(train, valid, len(class_names))
-        self.device = resolve_device(config.device)
+        self.rank = rank  # set inside a process of a distributed run
+        self.device = rank.device if rank else resolve_device(config.device)
+        self.processes = None  # a distributed run's ProcessContext while it runs (its pids)
         workdir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path, self.best_path = workdir / "checkpoint.pt", workdir / "best.pt"
 
@@ -115,6 +127,10 @@ class DetectionTrainer:
 
     def run(self, resume: bool = False) -> DetectionResult:
         config = self.config
+        if self.rank is None:
+            placement = distributed.plan(config.devices, config.nodes, self.device.type == "cuda")
+            if placement.world > 1:
+                return self._run_distributed(resume, placement)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         model = CenterNetDetector(len(self.class_names), config.pretrained).to(self.device)
@@ -126,12 +142,16 @@ class DetectionTrainer:
         self.reporter.log(f"training CenterNet on {BACKBONE} ({self.size} px, stride {STRIDE}) on {self.device}: "
                           f"{len(self.train_data.images)} training images ({self.train_data.box_count} boxes), "
                           f"{len(self.valid_data.images)} validation images, {len(self.class_names)} classes")
+        trained = ranks.wrap(model, self.rank) if self.rank else model
         for epoch in range(state.epoch + 1, config.max_epoch + 1):
             started = time.monotonic()
-            parts = self._epoch(model, optimizer, epoch, state)
+            parts = self._epoch(trained, optimizer, epoch, state)
             if scheduler is not None:
                 scheduler.step()
-            self._end_epoch(model, optimizer, scheduler, state, epoch, parts, time.monotonic() - started)
+            if self.rank is None or self.rank.is_main:  # the others wait at the next epoch's first batch
+                self._end_epoch(model, optimizer, scheduler, state, epoch, parts, time.monotonic() - started)
+        if self.rank is not None and not self.rank.is_main:
+            return DetectionResult(model.eval(), state.history, state.best_epoch)
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
             self.reporter.log(f"kept the best model: epoch {state.best_epoch}, valid mAP@0.5 {state.best:.4f}")
@@ -139,25 +159,48 @@ class DetectionTrainer:
 
     def _epoch(self, model: CenterNetDetector, optimizer, epoch: int, state: _State) -> dict:
         model.train()
-        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch)
-        sums = dict.fromkeys(("loss", *LOSS_PARTS), 0.0)
+        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch, rank=self.rank)
+        names = ("loss", *LOSS_PARTS)
+        sums = dict.fromkeys(names, 0.0)
         seen = 0
         for number, (images, boxes) in enumerate(batches, start=1):
-            check_stop(self.reporter)
-            targets = batch_targets(boxes, len(self.class_names), self.size // STRIDE, self.device)
-            parts = detection_loss(model(images.to(self.device)), targets)
+            if self.rank is None:
+                check_stop(self.reporter)
+            else:
+                ranks.check_stop_together(self.reporter, self.rank)
+            loss, values, count = self.losses(model, images, boxes)
             optimizer.zero_grad()
-            parts["loss"].backward()
+            loss.backward()
             optimizer.step()
             state.step += 1
-            for name in sums:
-                sums[name] += parts[name].item() * len(images)
-            seen += len(images)
-            self.reporter.metric("loss", state.step, parts["loss"].item())
+            for name, value in zip(names, values, strict=True):
+                sums[name] += value * count
+            seen += count
+            self.reporter.metric("loss", state.step, values[0])
             self.reporter.progress((epoch - 1) * len(batches) + number, self.config.max_epoch * len(batches))
             if self.config.logging_steps and state.step % self.config.logging_steps == 0:
-                self.reporter.log(f"step {state.step}: loss {parts['loss'].item():.4f}")
+                self.reporter.log(f"step {state.step}: loss {values[0]:.4f}")
         return {name: value / max(seen, 1) for name, value in sums.items()}
+
+    def losses(self, model: nn.Module, images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, list[float], int]:
+        """The loss to step on, the loss and its parts over the (global) batch, and its image count. In a
+        distributed run each rank's parts are its sums over the global batch's object count, times the
+        world because DDP averages the ranks' gradients: the ranks together take one process's step."""
+        targets = batch_targets(boxes, len(self.class_names), self.size // STRIDE, self.device)
+        names = ("loss", *LOSS_PARTS)
+        if self.rank is None:
+            parts = detection_loss(model(images.to(self.device)), targets)
+            return parts["loss"], [parts[name].item() for name in names], len(images)
+        counts = torch.tensor(ranks.summed(object_counts(targets), self.rank), device=self.device)
+        parts = detection_loss(model(images.to(self.device)), targets, counts)
+        *values, count = ranks.summed([parts[name].item() for name in names] + [len(images)], self.rank)
+        return parts["loss"] * self.rank.world, values, int(count)
+
+    def _run_distributed(self, resume: bool, placement: distributed.Placement) -> DetectionResult:
+        model = CenterNetDetector(len(self.class_names), pretrained=False).to(self.device)  # rank 0's weights below
+        args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
+        outcome = ranks.train_in_processes(self, "detector", _rank_main, args, placement, model)
+        return DetectionResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, parts: dict, seconds: float) -> None:
         scores = {"map_50": 0.0, "map": 0.0}
@@ -197,3 +240,10 @@ class DetectionTrainer:
             scheduler.load_state_dict(saved["scheduler"])
         self.reporter.log(f"resuming after epoch {saved['epoch']} from the checkpoint")
         return _State(saved["epoch"], saved["best"], saved["best_epoch"], saved["step"], json.loads(saved["history"]))
+
+
+def _rank_main(rank: distributed.Rank, reporter, workdir: Path, train: DetectionData, valid: DetectionData,
+               class_names: list[str], config: TrainConfig, resume: bool) -> dict:
+    """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
+    result = DetectionTrainer(train, valid, class_names, config, workdir, reporter, rank=rank).run(resume=resume)
+    return {"history": result.history, "best_epoch": result.best_epoch}

@@ -1,6 +1,10 @@
 """Training loop of the segmenter: cross-entropy with ignore index 255, flip augmentation moving the
 mask with the pixels, a checkpoint each epoch, resume, cancel, the best model by validation mean IoU.
-Reports per-step `loss`, per-epoch `train_loss`, `valid_mean_iou`, `valid_overall_accuracy`."""
+Reports per-step `loss`, per-epoch `train_loss`, `valid_mean_iou`, `valid_overall_accuracy`.
+
+`devices` > 1 runs the epochs under torch.distributed as the detector does (training/ranks.py): DDP with
+BatchNorm over the global batch, each rank its share of the single process's batches, the loss averaged
+over the global batch's labelled pixels; rank 0 alone validates, writes the checkpoints and reports."""
 from __future__ import annotations
 
 import functools
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
@@ -23,13 +28,17 @@ from nnc_web.engine.segmentation import IGNORE
 from nnc_web.engine.segmentation_training.data import SegmentationData, SegmentationDataset, check_masks
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.segmentation_training.model import LiteSegmenter
+from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 
 
-def loader(data: SegmentationData, size: int, config: TrainConfig, augment: bool, epoch: int = 0) -> DataLoader:
+def loader(data: SegmentationData, size: int, config: TrainConfig, augment: bool, epoch: int = 0,
+           rank: distributed.Rank | None = None) -> DataLoader:
     spec = get_backbone(BACKBONE)
     seed = config.seed * 1000 + epoch
     dataset = SegmentationDataset(data, size, spec.mean, spec.std, config.augmentation if augment else [], seed)
+    if rank is not None:  # this rank's share of the batches below
+        return ranks.rank_loader(dataset, config.batch_size, config.seed * 1000, epoch, rank)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=augment,
                       generator=torch.Generator().manual_seed(seed))
 
@@ -70,7 +79,7 @@ class _State:
 
 class SegmentationTrainer:
     def __init__(self, train: SegmentationData, valid: SegmentationData, class_names: list[str], config: TrainConfig,
-                 workdir: Path, reporter: Reporter) -> None:
+                 workdir: Path, reporter: Reporter, rank: distributed.Rank | None = None) -> None:
         config.check()
         if not class_names:
             raise UserError("the dataset has no label map (id2label): import it with Semantic segmentation "
@@ -84,12 +93,18 @@ class SegmentationTrainer:
         self.size = config.input_size or 256
         if self.size % 32:
             raise UserError(f"input_size must be a multiple of 32 (the backbone's stride), got {self.size}")
-        self.device = resolve_device(config.device)
+        self.rank = rank  # set inside a process of a distributed run
+        self.device = rank.device if rank else resolve_device(config.device)
+        self.processes = None  # a distributed run's ProcessContext while it runs (its pids)
         workdir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path, self.best_path = workdir / "checkpoint.pt", workdir / "best.pt"
 
     def run(self, resume: bool = False) -> SegmentationResult:
         config = self.config
+        if self.rank is None:
+            placement = distributed.plan(config.devices, config.nodes, self.device.type == "cuda")
+            if placement.world > 1:
+                return self._run_distributed(resume, placement)
         torch.manual_seed(config.seed)
         model = LiteSegmenter(len(self.class_names), config.pretrained).to(self.device)
         optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
@@ -103,12 +118,16 @@ class SegmentationTrainer:
         self.reporter.log(f"training LR-ASPP on {BACKBONE} ({self.size} px) on {self.device}: "
                           f"{len(self.train_data.images)} training and {len(self.valid_data.images)} validation "
                           f"images, {len(self.class_names)} classes ({IGNORE} = ignore)")
+        trained = ranks.wrap(model, self.rank) if self.rank else model
         for epoch in range(state.epoch + 1, config.max_epoch + 1):
             started = time.monotonic()
-            train_loss = self._epoch(model, optimizer, epoch, state)
+            train_loss = self._epoch(trained, optimizer, epoch, state)
             if scheduler is not None:
                 scheduler.step()
-            self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, time.monotonic() - started)
+            if self.rank is None or self.rank.is_main:  # the others wait at the next epoch's first batch
+                self._end_epoch(model, optimizer, scheduler, state, epoch, train_loss, time.monotonic() - started)
+        if self.rank is not None and not self.rank.is_main:
+            return SegmentationResult(model.eval(), state.history, state.best_epoch)
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
             self.reporter.log(f"kept the best model: epoch {state.best_epoch}, valid mean IoU {state.best:.4f}")
@@ -116,20 +135,43 @@ class SegmentationTrainer:
 
     def _epoch(self, model, optimizer, epoch: int, state: _State) -> float:
         model.train()
-        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch)
+        batches = loader(self.train_data, self.size, self.config, augment=True, epoch=epoch, rank=self.rank)
         total, seen = 0.0, 0
         for number, (images, masks) in enumerate(batches, start=1):
-            check_stop(self.reporter)
-            loss = F.cross_entropy(model(images.to(self.device)), masks.to(self.device), ignore_index=IGNORE)
+            if self.rank is None:
+                check_stop(self.reporter)
+            else:
+                ranks.check_stop_together(self.reporter, self.rank)
+            loss, value, count = self.losses(model, images, masks)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             state.step += 1
-            total += loss.item() * len(images)
-            seen += len(images)
-            self.reporter.metric("loss", state.step, loss.item())
+            total += value * count
+            seen += count
+            self.reporter.metric("loss", state.step, value)
             self.reporter.progress((epoch - 1) * len(batches) + number, self.config.max_epoch * len(batches))
         return total / max(seen, 1)
+
+    def losses(self, model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+        """The loss to step on, the loss over the (global) batch and its image count. In a distributed run
+        each rank's loss is its sum over the global batch's labelled pixels, times the world because DDP
+        averages the ranks' gradients: the ranks together take one process's step."""
+        masks = masks.to(self.device)
+        if self.rank is None:
+            loss = F.cross_entropy(model(images.to(self.device)), masks, ignore_index=IGNORE)
+            return loss, loss.item(), len(images)
+        labelled = ranks.summed([float((masks != IGNORE).sum())], self.rank)[0]
+        share = F.cross_entropy(model(images.to(self.device)), masks, ignore_index=IGNORE,
+                                reduction="sum") / max(labelled, 1.0)
+        value, count = ranks.summed([share.item(), len(images)], self.rank)
+        return share * self.rank.world, value, int(count)
+
+    def _run_distributed(self, resume: bool, placement: distributed.Placement) -> SegmentationResult:
+        model = LiteSegmenter(len(self.class_names), pretrained=False).to(self.device)  # rank 0's weights below
+        args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
+        outcome = ranks.train_in_processes(self, "segmenter", _rank_main, args, placement, model)
+        return SegmentationResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, train_loss: float,
                    seconds: float) -> None:
@@ -166,3 +208,10 @@ class SegmentationTrainer:
             scheduler.load_state_dict(saved["scheduler"])
         self.reporter.log(f"resuming after epoch {saved['epoch']} from the checkpoint")
         return _State(saved["epoch"], saved["best"], saved["best_epoch"], saved["step"], json.loads(saved["history"]))
+
+
+def _rank_main(rank: distributed.Rank, reporter, workdir: Path, train: SegmentationData, valid: SegmentationData,
+               class_names: list[str], config: TrainConfig, resume: bool) -> dict:
+    """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
+    result = SegmentationTrainer(train, valid, class_names, config, workdir, reporter, rank=rank).run(resume=resume)
+    return {"history": result.history, "best_epoch": result.best_epoch}

@@ -34,7 +34,7 @@ from torch.utils.data.distributed import DistributedSampler
 from nnc_web.engine.atomic import replace_atomically
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
-from nnc_web.engine.training import distributed, linear_head
+from nnc_web.engine.training import distributed, linear_head, ranks
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
 from nnc_web.engine.training.model import TransferClassifier
 
@@ -139,7 +139,7 @@ class Trainer:
         transform = transforms_for(self.backbone_id, self.size, self.config.augmentation if augment else [])
         dataset = ImageDataset(data.images, data.labels, transform)
         if self.rank is not None and shuffle:
-            sampler = _SameBatchesSampler(dataset, self.rank.world, self.rank.rank, shuffle=True,
+            sampler = SameBatchesSampler(dataset, self.rank.world, self.rank.rank, shuffle=True,
                                           seed=self.config.seed * 1000)
             sampler.set_epoch(epoch)
             return DataLoader(dataset, batch_size=self._rank_batch(), sampler=sampler)
@@ -318,11 +318,11 @@ class Trainer:
         """Launch the ranks, relay rank 0's reports, then take the model rank 0 wrote (the best, or the
         last epoch's) as a single run returns it."""
         config = self.config
-        self.reporter.log(f"distributed training: {placement.describe()}, global batch {self._global_batch(placement)}"
-                          f" ({max(1, config.batch_size // placement.world)} per process)")
+        self.reporter.log(ranks.describe_batches(placement, config.batch_size))
         args = (self.backbone_id, self.train_data, self.valid_data, config, self.cache_dir, resume)
         if placement.nodes:
-            distributed.write_spec(self.workdir, _spec(self, resume))
+            placement.master_port = distributed.rendezvous_port(placement)
+            distributed.write_spec(self.workdir, _spec(self, resume, placement.master_port))
         outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
                                      on_start=lambda processes: setattr(self, "processes", processes))
         model = TransferClassifier(self.backbone_id, self.num_classes, pretrained=False).to(self.device)  # weights below
@@ -331,9 +331,6 @@ class Trainer:
         if config.save_best and self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
         return TrainResult(model.eval(), outcome["history"], outcome["best_epoch"], config)
-
-    def _global_batch(self, placement: distributed.Placement) -> int:
-        return max(1, self.config.batch_size // placement.world) * placement.world
 
     def _log_head_fit(self, path: list[float]) -> None:
         kept = ("the validation error picks the best" if self.config.save_best
@@ -478,7 +475,7 @@ class Trainer:
         return float((predicted != labels).float().mean())
 
 
-class _SameBatchesSampler(DistributedSampler):
+class SameBatchesSampler(DistributedSampler):
     """A DistributedSampler (set_epoch, padding, one share per rank) dealing out the very permutation
     the single process's shuffling DataLoader draws from its generator seeded with seed * 1000 + epoch
     (the DataLoader takes one 64-bit base seed from it before the sampler's randperm). Rank r's k-th
@@ -537,11 +534,12 @@ def _rank_main(rank: distributed.Rank, reporter, workdir: Path, backbone_id: str
     return {"history": result.history, "best_epoch": result.best_epoch}
 
 
-def _spec(trainer: Trainer, resume: bool) -> dict:
+def _spec(trainer: Trainer, resume: bool, master_port: int) -> dict:
     """A distributed run as JSON, for the other nodes (training/distributed.py's `join`)."""
     return {"backbone_id": trainer.backbone_id, "train_csv": str(trainer.train_data.csv_path),
             "valid_csv": str(trainer.valid_data.csv_path), "config": asdict(trainer.config),
-            "workdir": str(trainer.workdir), "cache_dir": str(trainer.cache_dir), "resume": resume}
+            "workdir": str(trainer.workdir), "cache_dir": str(trainer.cache_dir), "resume": resume,
+            "master_port": master_port}
 
 
 def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
@@ -557,6 +555,7 @@ def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
     config.check()
     os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
     placement = distributed.plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
+    placement.master_port = placement.master_port or spec.get("master_port") or distributed.DEFAULT_PORT
     args = (spec["backbone_id"], load_classification_csv(Path(spec["train_csv"])),
             load_classification_csv(Path(spec["valid_csv"])), config, Path(spec["cache_dir"]), spec["resume"])
     try:

@@ -2,9 +2,13 @@
 mid-run then a resume, rank 0 alone reporting and writing, and the `devices` setting."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -236,3 +240,38 @@ def test_the_project_config_form_checks_devices_and_nodes(monkeypatch):
     assert errors["devices"].startswith("devices must be auto or a whole number")
     assert "named twice" in errors["nodes"]
     assert "not among the machines" in clean_config({"nodes": "gpu-a,elsewhere"})[1]["nodes"]
+
+
+def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkeypatch):
+    """A two-machine run over TCP, both machines played by this one: node 0 is this worker
+    (NNC_NODE_RANK 0), node 1 joins by hand as the README says (`python -m
+    nnc_web.engine.training.distributed JOB_FOLDER --node-rank 1`) from the spec node 0 left in the job
+    folder, whose rendezvous port is one node 0 found free (two runs no longer share 29500)."""
+    nodes = "127.0.0.1,localhost"
+    monkeypatch.setenv("NNC_TRAINING_NODES", nodes)
+    monkeypatch.setenv("NNC_NODE_RANK", "0")
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    workdir = tmp_path / "run"
+    trainer, reporter = trainer_for(digits, workdir, max_epoch=1, devices=1, nodes=nodes)
+    joined: dict = {}
+
+    def join_as_node_one() -> None:
+        spec = workdir / distributed.SPEC_NAME
+        deadline = time.monotonic() + 120
+        while not spec.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        joined["port"] = json.loads(spec.read_text())["master_port"]
+        joined["done"] = subprocess.run(
+            [sys.executable, "-m", "nnc_web.engine.training.distributed", str(workdir), "--node-rank", "1"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "NNC_NODE_RANK": ""})
+
+    thread = threading.Thread(target=join_as_node_one, daemon=True)
+    thread.start()
+    result = trainer.run()
+    thread.join(timeout=300)
+    assert joined["done"].returncode == 0, joined["done"].stderr[-3000:]
+    assert joined["port"] not in (0, distributed.DEFAULT_PORT)
+    assert any(line.startswith("distributed training: 2 processes (2 nodes x 1 CPU process, gloo)")
+               for line in reporter.lines), reporter.lines
+    assert [h["epoch"] for h in result.history] == [1]
+    assert sorted(p.name for p in workdir.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]

@@ -140,8 +140,22 @@ def plan(devices: Any, nodes: Any, use_cuda: bool) -> Placement:
         placement.nodes = hosts
         placement.node_rank = _node_rank(hosts)
         placement.master_addr = os.environ.get("MASTER_ADDR") or hosts[0]
-        placement.master_port = int(os.environ.get("MASTER_PORT") or DEFAULT_PORT)
+        # 0: node 0 picks a free port when it starts the run and writes it into the job's spec, so two
+        # multi-node runs at once do not both wait on torchrun's 29500 (rendezvous_port).
+        placement.master_port = int(os.environ.get("MASTER_PORT") or 0)
     return placement
+
+
+def rendezvous_port(placement: Placement) -> int:
+    """The port of a multi-node run's rendezvous: MASTER_PORT when set, else a free port of this machine
+    when it is node 0 (every interface: the other nodes connect to it), else torchrun's default."""
+    if placement.master_port:
+        return placement.master_port
+    if placement.node_rank != 0:  # this worker cannot know which port is free on node 0
+        return DEFAULT_PORT
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 def _node_rank(hosts: list[str]) -> int:

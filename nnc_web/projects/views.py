@@ -123,7 +123,8 @@ class RunBundleView(APIView):
         folder = run.folder() / "model"
         if not (folder / "manifest.json").exists():
             raise Http404
-        files = sorted(p for p in folder.iterdir() if p.is_file())
+        # An export being written (its .partial file, renamed when done) is not part of the bundle yet.
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix != ".partial")
         response = StreamingHttpResponse(stream_zip((f"run{run.pk}-model/{p.name}", p) for p in files),
                                          content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="run{run.pk}-model.zip"'

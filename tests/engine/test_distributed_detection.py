@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -119,7 +120,7 @@ def _gradients(task: dict, rank: distributed.Rank | None, per_rank_norm: bool = 
 
 def _rank_step(index: int, world: int, port: int, tasks: list[dict], results) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=index,
-                                         world_size=world)
+                                         world_size=world, timeout=timedelta(seconds=120))
     try:
         torch.set_num_threads(1)
         rank = distributed.Rank(index, index, world, "gloo", torch.device("cpu"))
@@ -154,9 +155,14 @@ def test_a_step_of_two_ranks_is_the_single_process_step_in_float64(shapes, tmp_p
     processes = [context.Process(target=_rank_step, args=(i, 2, port, tasks, results)) for i in range(2)]
     for process in processes:
         process.start()
-    found = results.get(timeout=120)
-    for process in processes:
-        process.join(timeout=30)
+    try:
+        found = results.get(timeout=180)
+        for process in processes:
+            process.join(timeout=30)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
     assert [p.exitcode for p in processes] == [0, 0]
     for position, task in enumerate(tasks):
         single = _gradients(task, None)

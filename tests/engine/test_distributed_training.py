@@ -251,9 +251,10 @@ def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkey
     monkeypatch.setenv("NNC_TRAINING_NODES", nodes)
     monkeypatch.setenv("NNC_NODE_RANK", "0")
     monkeypatch.delenv("MASTER_PORT", raising=False)
+    monkeypatch.setenv("NNC_DDP_TIMEOUT", "120")  # a join that fails fails the run in minutes, not 30
     workdir = tmp_path / "run"
     trainer, reporter = trainer_for(digits, workdir, max_epoch=1, devices=1, nodes=nodes)
-    joined: dict = {}
+    joined: dict = {"port": None}
 
     def join_as_node_one() -> None:
         spec = workdir / distributed.SPEC_NAME
@@ -275,3 +276,7 @@ def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkey
                for line in reporter.lines), reporter.lines
     assert [h["epoch"] for h in result.history] == [1]
     assert sorted(p.name for p in workdir.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]
+    assert not (workdir / distributed.SPEC_NAME).exists()  # a later join cannot take this run's old port
+    with pytest.raises(SystemExit) as refused:
+        distributed._join([str(workdir), "--node-rank", "1"])
+    assert refused.value.code == 2

@@ -197,9 +197,9 @@ class DetectionTrainer:
         return parts["loss"] * self.rank.world, values, int(count)
 
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> DetectionResult:
-        model = CenterNetDetector(len(self.class_names), pretrained=False).to(self.device)  # rank 0's weights below
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
-        outcome = ranks.train_in_processes(self, "detector", _rank_main, args, placement, model)
+        model, outcome = ranks.train_in_processes(self, "detector", _rank_main, args, placement,
+                                                  functools.partial(CenterNetDetector, len(self.class_names), pretrained=False))
         return DetectionResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, parts: dict, seconds: float) -> None:

@@ -168,9 +168,9 @@ class SegmentationTrainer:
         return share * self.rank.world, value, int(count)
 
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> SegmentationResult:
-        model = LiteSegmenter(len(self.class_names), pretrained=False).to(self.device)  # rank 0's weights below
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
-        outcome = ranks.train_in_processes(self, "segmenter", _rank_main, args, placement, model)
+        model, outcome = ranks.train_in_processes(self, "segmenter", _rank_main, args, placement,
+                                                  functools.partial(LiteSegmenter, len(self.class_names), pretrained=False))
         return SegmentationResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, train_loss: float,

@@ -390,6 +390,9 @@ def _join(argv: list[str] | None = None) -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--node-rank", type=int, required=True)
     options = parser.parse_args(argv)
+    if not (options.workdir / SPEC_NAME).exists():
+        parser.exit(2, f"no {SPEC_NAME} in {options.workdir}: node 0 writes it when it starts the run (the run's "
+                       f"log says 'distributed training: ...'); join while that run is waiting for this node\n")
     spec = json.loads((options.workdir / SPEC_NAME).read_text())
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     join_run(spec, options.node_rank, ConsoleReporter(options.workdir / f"node{options.node_rank}", quiet=False))

@@ -7,6 +7,7 @@ global batch (to rounding: tests/engine/test_distributed_detection.py compares t
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -45,21 +46,23 @@ def rank_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank: 
 
 
 def train_in_processes(trainer, what: str, entry, args: tuple, placement: distributed.Placement,
-                       model: nn.Module) -> dict:
+                       make_model: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
     """A one-machine distributed run of the detector's or segmenter's `trainer`: launch the ranks (each
-    runs `entry`), relay rank 0's reports, then load into `model` what rank 0 wrote (the best epoch, or the
-    last), as a single run returns it; rank 0's outcome (history, best epoch)."""
+    runs `entry`), relay rank 0's reports, then load into a model of `make_model` what rank 0 wrote (the
+    best epoch, or the last), as a single run returns it, with rank 0's outcome (history, best epoch).
+    The model is made after the ranks end: the launcher holds no GPU memory while they train."""
     if placement.nodes:
         raise UserError(f"nodes: the {what} trains on the GPUs (or CPU processes) of one machine; several "
                         f"machines are for the image classifier for now: leave nodes empty")
     trainer.reporter.log(describe_batches(placement, trainer.config.batch_size))
     outcome = distributed.launch(entry, trainer.workdir, args, placement, trainer.reporter,
                                  on_start=lambda processes: setattr(trainer, "processes", processes))
+    model = make_model().to(trainer.device)
     saved = torch.load(trainer.checkpoint_path, map_location=trainer.device, weights_only=True)
     model.load_state_dict(saved["model"])
     if trainer.config.save_best and trainer.best_path.exists():
         model.load_state_dict(torch.load(trainer.best_path, map_location=trainer.device, weights_only=True))
-    return outcome
+    return model, outcome
 
 
 def check_stop_together(reporter: Reporter, rank: distributed.Rank) -> None:
@@ -81,7 +84,8 @@ def wrap(model: nn.Module, rank: distributed.Rank) -> nn.Module:
     """DistributedDataParallel (every rank starts from rank 0's weights and buffers), its BatchNorm layers
     normalising a training batch with the statistics of the global batch, as one process would."""
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        if (isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm)
+                and type(module) not in _GROUP_CLASSES.values()):  # a model wrapped twice stays as it is
             # A subclass per layer type: timm's BatchNormAct2d keeps its activation after the norm.
             module.__class__ = _group_class(type(module))
     on_gpu = rank.device.type == "cuda"
@@ -93,7 +97,7 @@ _GROUP_CLASSES: dict[type, type] = {}
 
 def _group_class(base: type) -> type:
     if base not in _GROUP_CLASSES:
-        _GROUP_CLASSES[base] = type(f"Group{base.__name__}", (base,), {"forward": _group_forward,
+        _GROUP_CLASSES[base] = type(f"Group{base.__name__}", (base,), {"forward": _group_forward, "base": base,
                                                                          "__module__": __name__})
     return _GROUP_CLASSES[base]
 
@@ -101,9 +105,8 @@ def _group_class(base: type) -> type:
 def _group_forward(self, x: torch.Tensor) -> torch.Tensor:
     """BatchNorm over the images of every rank (nn.SyncBatchNorm takes GPUs only; this also runs on gloo
     and CPU). Evaluation uses the running statistics, as a single process does."""
-    base = type(self).__mro__[1]
     if not self.training:
-        return base.forward(self, x)
+        return self.base.forward(self, x)
     out, mean, var, count = _GlobalBatchNorm.apply(x, self.weight, self.bias, self.eps)
     if self.track_running_stats:
         with torch.no_grad():
@@ -131,11 +134,10 @@ class _GlobalBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps):  # noqa: ANN001, ANN205 (autograd's signature)
         dims = [0, *range(2, x.dim())]
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
-        torch.distributed.all_reduce(count)
-        mean = x.sum(dims, dtype=torch.float64)
-        torch.distributed.all_reduce(mean)
-        mean /= count
+        local = torch.cat([x.new_tensor([x.numel() / x.shape[1]], dtype=torch.float64),
+                           x.sum(dims, dtype=torch.float64)])  # the count and the sums in one all_reduce
+        torch.distributed.all_reduce(local)
+        count, mean = local[:1], local[1:] / local[:1]
         centred = x - _channel_view(mean, x.dim()).to(x.dtype)
         var = (centred * centred).sum(dims, dtype=torch.float64)  # two passes: no E[x^2] - E[x]^2 cancellation
         torch.distributed.all_reduce(var)

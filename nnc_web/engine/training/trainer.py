@@ -323,8 +323,12 @@ class Trainer:
         if placement.nodes:
             placement.master_port = distributed.rendezvous_port(placement)
             distributed.write_spec(self.workdir, _spec(self, resume, placement.master_port))
-        outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
-                                     on_start=lambda processes: setattr(self, "processes", processes))
+        try:
+            outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
+                                         on_start=lambda processes: setattr(self, "processes", processes))
+        finally:  # a node joining later must not find this attempt's port
+            if placement.nodes:
+                (self.workdir / distributed.SPEC_NAME).unlink(missing_ok=True)
         model = TransferClassifier(self.backbone_id, self.num_classes, pretrained=False).to(self.device)  # weights below
         saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         model.load_state_dict(saved["model"])
@@ -555,7 +559,8 @@ def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
     config.check()
     os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
     placement = distributed.plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
-    placement.master_port = placement.master_port or spec.get("master_port") or distributed.DEFAULT_PORT
+    # Node 0's port (its MASTER_PORT, or the free port it found), whatever this machine's MASTER_PORT says.
+    placement.master_port = spec.get("master_port") or placement.master_port or distributed.DEFAULT_PORT
     args = (spec["backbone_id"], load_classification_csv(Path(spec["train_csv"])),
             load_classification_csv(Path(spec["valid_csv"])), config, Path(spec["cache_dir"]), spec["resume"])
     try:

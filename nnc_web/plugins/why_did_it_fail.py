@@ -38,6 +38,9 @@ HEADER = ["why", "class", "kind", "rank", "index", "x", "y", "predicted", "score
 
 def run(ctx, params: dict) -> list[Path]:
     classifier = open_classifier(ctx, params, "Grad-CAM")
+    if classifier.num_classes == 1:
+        raise UserError("Why did it fail compares a classifier's classes; this model has one output (an anomaly "
+                        "model's score): explain its images with Grad-CAM, LIME or SHAP, one image or the batch forms")
     layer = _layer(ctx, params, classifier)
     source: Path = params["input"]
     table = load_table(source)

@@ -57,6 +57,17 @@ def test_grad_cam_lime_and_shap_explain_an_anomaly_runs_score(alice, bob, client
                for line in [e.data["line"] for e in Job.objects.filter(plugin_id="grad_cam").get().events.all()
                             if e.kind == "log"])
 
+    # The batch form over the evaluation's table: every row's score explained (its label 0/1 is no class).
+    _, job = finished(client, f"{base}/postprocess/", {"plugin": "grad_cam_batch", "params": {
+        "model": "model", "input_variable": "x", "label_variable": "y"}})
+    assert job.state == "succeeded", job.message
+    table = (Run.objects.get(pk=run["id"]).folder() / "gradcam.csv").read_text().splitlines()
+    assert len(table) == 1 + client.get(f"{base}/results/?limit=1").json()["total"]
+    assert table[0].startswith("gradcam,")
+
+    _, job = finished(client, f"{base}/postprocess/", {"plugin": "why_did_it_fail", "params": {"model": "model"}})
+    assert job.state == "failed" and job.message.startswith("Why did it fail compares a classifier's classes")
+
     other = client_for(bob).post(f"{base}/postprocess/", {"plugin": "grad_cam", "params": {
         "image": worst["image"], "class_index": 0}}, format="json")
     assert other.status_code == 404

@@ -29,7 +29,10 @@ def result_cell(stem: str, index: int, suffix: str = ".png") -> str:
 
 def row_class(row: list[str], columns: list[int], classifier: ImageClassifier) -> int:
     """The class a row asks for: its label used as a class index (NNC takes argmax of the scalar, always
-    0); a vector variable (y' = the scores, a one-hot y) gives its largest element."""
+    0); a vector variable (y' = the scores, a one-hot y) gives its largest element. A one-output model
+    (an anomaly model's score) has one thing to explain, whatever the row's label says."""
+    if classifier.num_classes == 1:
+        return 0
     cells = [row[c].strip() for c in columns]
     try:
         values = [float(c) for c in cells]

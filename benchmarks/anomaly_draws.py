@@ -16,7 +16,8 @@ look anomalous to a single Gaussian.
 PatchCore's `KIND=DIM` variants pick the coreset on another projection: `gauss` (ours: N(0, 1/d)),
 `sparse` (anomalib's: Li et al.'s very sparse +-sqrt(s/d) entries with density 1/sqrt(D), `sparse=jl`
 for its Johnson-Lindenstrauss size at eps 0.9), `none` (exact distances), `none64` (float64), `random` (a uniform
-random subsample, no k-center) and `nostart` (anomalib's pre-gh-3459 loop: the random start is only a
+random subsample, no k-center), `meanstart` / `farstart` (our projection, the start nearest to /
+farthest from the mean) and `nostart` (anomalib's pre-gh-3459 loop: the random start is only a
 virtual centre and not kept); under .venv-bench, `anomalib` runs anomalib's KCenterGreedy itself and
 `anomalibproj` our k-center loop on anomalib's SparseRandomProjection (both seeded through the global RNGs),
 `anomalibstart` (`anomalibstart=exact`) our loop (with anomalib's exact |x - c|) from anomalib's start too,
@@ -177,6 +178,11 @@ def select(bank: torch.Tensor, size: int, seed: int, variant: str) -> torch.Tens
             return k_center_from(projected, size, int(torch.randint(high=len(bank), size=(1,)).squeeze()),
                                  "exact" in variant)
         return greedy_coreset(projected, size, seed, projection_dim=10 ** 9)
+    if kind in ("meanstart", "farstart"):  # our 64-d projection, a deterministic start: nearest to / farthest from the mean
+        matrix = torch.randn(bank.shape[1], 64, generator=torch.Generator().manual_seed(seed)) / 64 ** 0.5
+        projected = bank @ matrix
+        gaps = (projected - projected.mean(0)).square().sum(1)
+        return k_center_from(projected, size, int(gaps.argmin() if kind == "meanstart" else gaps.argmax()), False)
     if kind == "random":
         return torch.randperm(len(bank), generator=torch.Generator().manual_seed(seed))[:size]
     if kind == "none64":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -208,6 +209,26 @@ def test_a_distributed_detector_run_resumes_from_rank_zeros_checkpoint(shapes, d
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert [line.split(":")[0] for line in reporter.lines if line.startswith("epoch ")] == ["epoch 3/3"]
     assert [m[1] for m in reporter.metrics if m[0] == "loss"] == [7, 8, 9]
+
+
+def test_cancel_ends_a_distributed_detector_run_at_once(shapes, tmp_path):
+    """The worker's cancel reaches rank 0, which broadcasts it before each batch (or stops in its own
+    validation, rank 1 then being stopped by the launcher): the run ends cancelled within seconds, long
+    before its 6 steps, and no rank is left running."""
+    from nnc_web.engine.reporting import JobCancelled
+
+    class CancelAt(Recorder):
+        def should_stop(self) -> bool:
+            return len(self.calls) >= 2
+
+    trainer, reporter = detector(shapes, tmp_path, CancelAt(tmp_path), devices=2)
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        trainer.run()
+    assert time.monotonic() - started < 60
+    assert len(reporter.calls) < 6
+    assert [p.exitcode is not None for p in trainer.processes.processes] == [True, True]
+    assert trainer.processes.processes[0].exitcode == 0  # rank 0 stopped by itself
 
 
 def test_the_segmenter_follows_the_single_process_curve_too(tmp_path_factory):

@@ -244,6 +244,7 @@ def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, 
         reports.put(("result", rank, payload))
     except JobCancelled:
         reports.put(("cancelled", rank))
+        return  # every rank stopped at the same batch, but one may already be gone: no teardown to block on
     except UserError as exc:
         reports.put(("user_error", rank, str(exc)))
         raise SystemExit(1) from None

@@ -12,25 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from nnc_web.engine import hf_weights
 from nnc_web.engine.reporting import ConsoleReporter
 from nnc_web.projects import services
 from nnc_web.projects.models import Project, Run
 from tests.api.exports import _body
+from tests.engine.test_detr_segformer import tiny  # noqa: F401 - the autouse fixture: tiny configs, empty caches
 
 pytestmark = pytest.mark.django_db
 
 SMALL = 32  # the smallest input both models take: each export traces a whole forward pass
 BOXES = ["red", "green"]
 MASKS = ["background", "square", "disc"]
-
-
-@pytest.fixture(autouse=True)
-def tiny(monkeypatch, tmp_path):
-    monkeypatch.setenv(hf_weights.TINY_ENV, "1")
-    monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache: nothing to fetch
-    torch.set_num_threads(2)
 
 
 def _run_with_bundle(owner, which: str, tmp_path) -> tuple[Run, torch.nn.Module]:

@@ -16,7 +16,12 @@ from nnc_web.engine.dataset_outputs import OutputSpec
 from nnc_web.engine.detection import Box
 from nnc_web.engine.detection_dataset import DetectionParams, build_detection_datasets
 from nnc_web.engine.detection_training.bundle import load_detector, save_detector
-from nnc_web.engine.detection_training.data import affine_boxes, affine_image, load_detection_csv
+from nnc_web.engine.detection_training.data import (
+    DetectionData,
+    affine_boxes,
+    affine_image,
+    load_detection_csv,
+)
 from nnc_web.engine.detection_training.evaluation import evaluate_detector
 from nnc_web.engine.detection_training.metrics import coco_precision, detection_metrics
 from nnc_web.engine.detection_training.model import CenterNetDetector
@@ -50,15 +55,21 @@ def shapes_source(root, count: int, seed: int = 0) -> None:
         (root / f"s{i}.txt").write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    shapes_source(root / "src", 64)
-    params = DetectionParams(ShapingParams(SIZE, SIZE, "resize", 3), num_class=3, grid_size=4, kind="centernet")
+def shapes_datasets(root, count: int, size: int) -> tuple[DetectionData, DetectionData]:
+    """`count` shape images through our own CenterNet dataset plugin at `size` px: 75 % training, 25 %
+    validation."""
+    shapes_source(root / "src", count)
+    params = DetectionParams(ShapingParams(size, size, "resize", 3), num_class=3, grid_size=4, kind="centernet")
     train, valid = build_detection_datasets(root / "src", root / "work", params,
                                             [OutputSpec("train", 75), OutputSpec("valid", 25)], True, 0, NAMES,
                                             ConsoleReporter(root / "log", quiet=True))
-    return root, load_detection_csv(train.folder / train.csv_name), load_detection_csv(valid.folder / valid.csv_name)
+    return load_detection_csv(train.folder / train.csv_name), load_detection_csv(valid.folder / valid.csv_name)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return root, *shapes_datasets(root, 64, SIZE)
 
 
 def _device(model) -> torch.device:

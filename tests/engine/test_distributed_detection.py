@@ -18,10 +18,6 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from nnc_web.engine.classification_dataset import ShapingParams
-from nnc_web.engine.dataset_outputs import OutputSpec
-from nnc_web.engine.detection_dataset import DetectionParams, build_detection_datasets
-from nnc_web.engine.detection_training.data import load_detection_csv
 from nnc_web.engine.detection_training.model import CenterNetDetector
 from nnc_web.engine.detection_training.trainer import DetectionTrainer
 from nnc_web.engine.detection_training.trainer import loader as detection_loader
@@ -31,7 +27,7 @@ from nnc_web.engine.segmentation_training.trainer import SegmentationTrainer
 from nnc_web.engine.segmentation_training.trainer import loader as segmentation_loader
 from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig
-from tests.engine.test_detection_training import NAMES, shapes_source
+from tests.engine.test_detection_training import NAMES, shapes_datasets
 from tests.engine.test_distributed_training import Recorder
 from tests.engine.test_segmentation_training import NAMES as SEGMENT_NAMES
 from tests.engine.test_segmentation_training import build
@@ -44,13 +40,7 @@ SETTINGS = {"batch_size": 4, "input_size": SIZE, "learning_rate": 2e-2, "optimiz
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    shapes_source(root / "src", 16)
-    params = DetectionParams(ShapingParams(SIZE, SIZE, "resize", 3), num_class=3, grid_size=4, kind="centernet")
-    train, valid = build_detection_datasets(root / "src", root / "work", params,
-                                            [OutputSpec("train", 75), OutputSpec("valid", 25)], True, 0, NAMES,
-                                            ConsoleReporter(root / "log", quiet=True))
-    return load_detection_csv(train.folder / train.csv_name), load_detection_csv(valid.folder / valid.csv_name)
+    return shapes_datasets(tmp_path_factory.mktemp("shapes"), 16, SIZE)
 
 
 def detector(shapes, workdir, reporter=None, **changes):
@@ -88,12 +78,6 @@ def test_two_gloo_processes_take_the_single_process_detector_steps(detections):
     assert steps[0][0] == pytest.approx(steps[1][0], rel=1e-5)
     for run in (one, two):
         assert run.history[1]["train_loss"] < run.history[0]["train_loss"]  # it learns
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _gradients(task: dict, rank: distributed.Rank | None, per_rank_norm: bool = False) -> dict:
@@ -152,7 +136,7 @@ def test_a_step_of_two_ranks_is_the_single_process_step_in_float64(shapes, tmp_p
     assert len(tasks[0]["batch"][0]) == len(tasks[1]["batch"][0]) == 4
     context = mp.get_context("spawn")
     results = context.Queue()
-    port = _free_port()
+    port = distributed._free_port()
     processes = [context.Process(target=_rank_step, args=(i, 2, port, tasks, results)) for i in range(2)]
     for process in processes:
         process.start()

@@ -153,9 +153,7 @@ def rendezvous_port(placement: Placement) -> int:
         return placement.master_port
     if placement.node_rank != 0:  # this worker cannot know which port is free on node 0
         return DEFAULT_PORT
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+    return _free_port("")
 
 
 def _node_rank(hosts: list[str]) -> int:
@@ -173,9 +171,10 @@ def _node_rank(hosts: list[str]) -> int:
                     f"sets NNC_NODE_RANK there, or the job runs on a worker of a listed machine")
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now ("": on every interface)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 

@@ -41,7 +41,7 @@ def run(ctx, params: dict) -> dict:
         learning_rate=config["learning_rate"], schedule=config["schedule"],
         augmentation=[a for a in config["augmentation"].split(",") if a], save_best=config["save_best"],
         seed=config["seed"], device=config["device"], devices=config.get("devices", 1),
-        input_size=params["input_size"], train_param="all",
+        nodes=config.get("nodes", ""), input_size=params["input_size"], train_param="all",
         pretrained=params.get("pretrained", True))
     trainer = DetectionTrainer(train, valid, names, train_config, ctx.workdir, ctx)
     result = trainer.run(resume=bool(ctx.context.get("resume")))
@@ -86,5 +86,5 @@ PLUGIN = register(Plugin(
     cross_check=lambda params: {} if params["input_size"] % 32 == 0 else {"input_size": "must be a multiple of 32"},
     weights=lambda params: BACKBONE,
     config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best",
-                   "seed", "device", "devices"),
+                   "seed", "device", "devices", "nodes"),
 ))

@@ -9,7 +9,6 @@ float64), so the float32 runs' curves are compared loosely."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from datetime import timedelta
 
@@ -28,7 +27,7 @@ from nnc_web.engine.segmentation_training.trainer import loader as segmentation_
 from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig
 from tests.engine.test_detection_training import NAMES, shapes_datasets
-from tests.engine.test_distributed_training import Recorder
+from tests.engine.test_distributed_training import Recorder, join_as_node_one, two_nodes_here
 from tests.engine.test_segmentation_training import NAMES as SEGMENT_NAMES
 from tests.engine.test_segmentation_training import build
 
@@ -241,14 +240,50 @@ def test_batch_size_is_split_or_refused():
         ranks.describe_batches(placement, 3)
 
 
-def test_the_plugins_take_devices_from_the_project_config_and_refuse_nodes(shapes, tmp_path, monkeypatch):
+def test_the_plugins_take_devices_and_nodes_and_a_join_starts_the_specs_trainer(monkeypatch):
+    from nnc_web.engine.detection_training import trainer as detection_trainer
+    from nnc_web.engine.segmentation_training import trainer as segmentation_trainer
+    from nnc_web.engine.training import trainer as classifier_trainer
     from nnc_web.plugins.detection_training import PLUGIN as DETECTOR
     from nnc_web.plugins.segmentation_training import PLUGIN as SEGMENTER
 
     for plugin in (DETECTOR, SEGMENTER):
-        assert "devices" in plugin.config_fields and "nodes" not in plugin.config_fields, plugin.id
-    nodes = f"{socket.gethostname()},other-machine"  # this machine is node 0
-    monkeypatch.setenv("NNC_TRAINING_NODES", nodes)
-    trainer, _ = detector(shapes, tmp_path, devices=2, nodes=nodes)
-    with pytest.raises(UserError, match="several machines are for the image classifier"):
-        trainer.run()
+        assert {"devices", "nodes"} <= set(plugin.config_fields), plugin.id
+    assert distributed.joiner({"backbone_id": "efficientnet_lite0"}) is classifier_trainer.join_run  # an old spec
+    assert distributed.joiner({"kind": "classifier"}) is classifier_trainer.join_run
+    assert distributed.joiner({"kind": "detector"}) is detection_trainer.join_run
+    assert distributed.joiner({"kind": "segmenter"}) is segmentation_trainer.join_run
+    with pytest.raises(UserError, match="names a trainer this studio does not have \\('os'; it has classifier, "
+                                        "detector, segmenter\\)"):
+        distributed.joiner({"kind": "os"})
+
+
+def test_two_nodes_played_by_one_machine_train_a_detector(shapes, detections, tmp_path, monkeypatch):
+    """The detector on two machines x 1 process over TCP, both played by this one as the classifier's
+    test does: node 1 rebuilds the run from the spec (the datasets' CSVs, the class names, the config);
+    its steps are the one-machine 2-process run's (the same ranks, one thread each, the same shares of the
+    global batch), it learns, rank 0 writes the checkpoints, and the spec is gone at the end."""
+    nodes = two_nodes_here(monkeypatch)
+    workdir = tmp_path / "run"
+    trainer, reporter = detector(shapes, workdir, devices=1, nodes=nodes)
+    joined: dict = {}
+    thread = join_as_node_one(workdir, joined)
+    result = trainer.run()
+    thread.join(timeout=300)
+    assert joined["done"].returncode == 0, joined["done"].stderr[-3000:]
+    spec = joined["spec"]
+    assert (spec["kind"], spec["class_names"], spec["train_csv"]) == ("detector", NAMES, str(shapes[0].csv_path))
+    assert spec["master_port"] not in (0, distributed.DEFAULT_PORT)
+    assert ("distributed training: 2 processes (2 nodes x 1 CPU process, gloo), global batch 4 (2 per process)"
+            in reporter.lines)
+    steps = [m[2] for m in reporter.metrics if m[0] == "loss"]
+    assert [m[1] for m in reporter.metrics if m[0] == "loss"] == [1, 2, 3, 4, 5, 6]
+    one_machine = [m[2] for m in detections[2][1].metrics if m[0] == "loss"]
+    print(f"losses: 2 nodes x 1 {steps}, 1 node x 2 {one_machine}")
+    assert steps == pytest.approx(one_machine, rel=1e-5)  # the same ranks, threads and shares: the same steps
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]  # it learns
+    assert sorted(p.name for p in workdir.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]
+    saved = torch.load(workdir / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 2 and saved["step"] == 6
+    assert not (workdir / distributed.SPEC_NAME).exists()

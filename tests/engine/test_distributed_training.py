@@ -242,36 +242,53 @@ def test_the_project_config_form_checks_devices_and_nodes(monkeypatch):
     assert "not among the machines" in clean_config({"nodes": "gpu-a,elsewhere"})[1]["nodes"]
 
 
-def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkeypatch):
-    """A two-machine run over TCP, both machines played by this one: node 0 is this worker
-    (NNC_NODE_RANK 0), node 1 joins by hand as the README says (`python -m
-    nnc_web.engine.training.distributed JOB_FOLDER --node-rank 1`) from the spec node 0 left in the job
-    folder, whose rendezvous port is one node 0 found free (two runs no longer share 29500)."""
+def join_as_node_one(workdir, joined: dict) -> threading.Thread:
+    """Node 1 of a two-node run, played by this machine: wait for the spec node 0 leaves in the job folder,
+    then join by hand as the README says (`python -m nnc_web.engine.training.distributed JOB_FOLDER
+    --node-rank 1`). `joined` gets the spec and the finished command."""
+
+    def join() -> None:
+        spec = workdir / distributed.SPEC_NAME
+        deadline = time.monotonic() + 120
+        while not spec.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        joined["spec"] = json.loads(spec.read_text())
+        joined["done"] = subprocess.run(
+            [sys.executable, "-m", "nnc_web.engine.training.distributed", str(workdir), "--node-rank", "1"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "NNC_NODE_RANK": ""})
+
+    thread = threading.Thread(target=join, daemon=True)
+    thread.start()
+    return thread
+
+
+def two_nodes_here(monkeypatch) -> str:
+    """The node list of a two-node run whose nodes are both this machine (node 0: this process)."""
     nodes = "127.0.0.1,localhost"
     monkeypatch.setenv("NNC_TRAINING_NODES", nodes)
     monkeypatch.setenv("NNC_NODE_RANK", "0")
     monkeypatch.delenv("MASTER_PORT", raising=False)
     monkeypatch.setenv("NNC_DDP_TIMEOUT", "120")  # a join that fails fails the run in minutes, not 30
+    # One thread a rank, as a one-machine run of 2 processes on 2 cores: each node would take every core
+    # (its own machine's), and the two ranks, oversubscribed, ran ten times slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return nodes
+
+
+def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkeypatch):
+    """A two-machine run over TCP, both machines played by this one: node 0 is this worker
+    (NNC_NODE_RANK 0), node 1 joins from the spec node 0 left in the job folder, whose rendezvous port
+    is held by node 0's launcher from the moment it is chosen (two runs no longer share 29500)."""
+    nodes = two_nodes_here(monkeypatch)
     workdir = tmp_path / "run"
     trainer, reporter = trainer_for(digits, workdir, max_epoch=1, devices=1, nodes=nodes)
-    joined: dict = {"port": None}
-
-    def join_as_node_one() -> None:
-        spec = workdir / distributed.SPEC_NAME
-        deadline = time.monotonic() + 120
-        while not spec.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        joined["port"] = json.loads(spec.read_text())["master_port"]
-        joined["done"] = subprocess.run(
-            [sys.executable, "-m", "nnc_web.engine.training.distributed", str(workdir), "--node-rank", "1"],
-            capture_output=True, text=True, timeout=300, env={**os.environ, "NNC_NODE_RANK": ""})
-
-    thread = threading.Thread(target=join_as_node_one, daemon=True)
-    thread.start()
+    joined: dict = {}
+    thread = join_as_node_one(workdir, joined)
     result = trainer.run()
     thread.join(timeout=300)
     assert joined["done"].returncode == 0, joined["done"].stderr[-3000:]
-    assert joined["port"] not in (0, distributed.DEFAULT_PORT)
+    assert joined["spec"]["master_port"] not in (0, distributed.DEFAULT_PORT)
+    assert "kind" not in joined["spec"]  # the classifier's spec, as before: a spec without a kind is its
     assert any(line.startswith("distributed training: 2 processes (2 nodes x 1 CPU process, gloo)")
                for line in reporter.lines), reporter.lines
     assert [h["epoch"] for h in result.history] == [1]

@@ -23,7 +23,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nnc_web.engine.atomic import replace_atomically
-from nnc_web.engine.detection_training.data import DetectionData, DetectionDataset, collate
+from nnc_web.engine.detection_training.data import (
+    DetectionData,
+    DetectionDataset,
+    collate,
+    load_detection_csv,
+)
 from nnc_web.engine.detection_training.metrics import detection_metrics
 from nnc_web.engine.detection_training.model import BACKBONE, STRIDE, CenterNetDetector, decode
 from nnc_web.engine.detection_training.targets import batch_targets, detection_loss, object_counts
@@ -199,7 +204,8 @@ class DetectionTrainer:
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> DetectionResult:
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
         model, outcome = ranks.train_in_processes(self, "detector", _rank_main, args, placement,
-                                                  functools.partial(CenterNetDetector, len(self.class_names), pretrained=False))
+                                                  functools.partial(CenterNetDetector, len(self.class_names), pretrained=False),
+                                                  resume=resume)
         return DetectionResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, parts: dict, seconds: float) -> None:
@@ -247,3 +253,8 @@ def _rank_main(rank: distributed.Rank, reporter, workdir: Path, train: Detection
     """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
     result = DetectionTrainer(train, valid, class_names, config, workdir, reporter, rank=rank).run(resume=resume)
     return {"history": result.history, "best_epoch": result.best_epoch}
+
+
+def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
+    """This node's processes of a multi-node run node 0 started (training/distributed.py's join)."""
+    ranks.join_node(spec, node_rank, reporter, load_detection_csv, _rank_main)

@@ -2,9 +2,10 @@
 mask with the pixels, a checkpoint each epoch, resume, cancel, the best model by validation mean IoU.
 Reports per-step `loss`, per-epoch `train_loss`, `valid_mean_iou`, `valid_overall_accuracy`.
 
-`devices` > 1 runs the epochs under torch.distributed as the detector does (training/ranks.py): DDP with
-BatchNorm over the global batch, each rank its share of the single process's batches, the loss averaged
-over the global batch's labelled pixels; rank 0 alone validates, writes the checkpoints and reports."""
+`devices` > 1 (or a node list) runs the epochs under torch.distributed as the detector does
+(training/ranks.py): DDP with BatchNorm over the global batch, each rank its share of the single
+process's batches, the loss averaged over the global batch's labelled pixels; rank 0 alone validates,
+writes the checkpoints and reports."""
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,12 @@ from nnc_web.engine.detection_training.model import BACKBONE
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 from nnc_web.engine.segmentation import IGNORE
-from nnc_web.engine.segmentation_training.data import SegmentationData, SegmentationDataset, check_masks
+from nnc_web.engine.segmentation_training.data import (
+    SegmentationData,
+    SegmentationDataset,
+    check_masks,
+    load_segmentation_csv,
+)
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.segmentation_training.model import LiteSegmenter
 from nnc_web.engine.training import distributed, ranks
@@ -170,7 +176,8 @@ class SegmentationTrainer:
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> SegmentationResult:
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
         model, outcome = ranks.train_in_processes(self, "segmenter", _rank_main, args, placement,
-                                                  functools.partial(LiteSegmenter, len(self.class_names), pretrained=False))
+                                                  functools.partial(LiteSegmenter, len(self.class_names), pretrained=False),
+                                                  resume=resume)
         return SegmentationResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, train_loss: float,
@@ -215,3 +222,8 @@ def _rank_main(rank: distributed.Rank, reporter, workdir: Path, train: Segmentat
     """One process of a distributed run (spawned by distributed.launch): the usual loop in DDP form."""
     result = SegmentationTrainer(train, valid, class_names, config, workdir, reporter, rank=rank).run(resume=resume)
     return {"history": result.history, "best_epoch": result.best_epoch}
+
+
+def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
+    """This node's processes of a multi-node run node 0 started (training/distributed.py's join)."""
+    ranks.join_node(spec, node_rank, reporter, load_segmentation_csv, _rank_main)

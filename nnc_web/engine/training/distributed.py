@@ -12,9 +12,16 @@ exit at once and stops the others, so nothing hangs in a collective.
 Several machines ("nodes"): every node runs the same job folder (shared storage) with the same node
 list; the first node hosts the rendezvous (MASTER_ADDR/MASTER_PORT, torchrun's variables, override it).
 The node that runs the studio's job is node 0 unless NNC_NODE_RANK says otherwise; the others join with
-`python -m nnc_web.engine.training.distributed JOB_FOLDER --node-rank N`."""
+`python -m nnc_web.engine.training.distributed JOB_FOLDER --node-rank N`, which reads the spec node 0
+left in the job folder (which trainer: classifier, detector or segmenter; its datasets, config and port)
+and starts that trainer's processes on this node.
+
+The launcher of node 0 (of a one-machine run, the only launcher) hosts the rendezvous' TCPStore itself
+and every rank connects to it as a client, as torchrun's agent does: the port is bound from the moment
+it is chosen until the run ends, so no other program can take it in between."""
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -40,6 +47,11 @@ POLL_SECONDS = 0.1  # how often the worker relays rank 0's reports and its own c
 GRACE_SECONDS = 5.0  # after one rank failed, how long the others get before SIGTERM (then SIGKILL)
 CANCEL_SECONDS = 10.0  # after a cancel, how long the ranks get to stop by themselves at a batch's end
 SPEC_NAME = "distributed.json"  # what node 0 leaves in the shared job folder for the other nodes
+# The trainers a joining node can start, by the spec's `kind` (a spec without one is the classifier's:
+# written before the detector and the segmenter took several machines). A fixed list: a spec in shared
+# storage names one of these, never a module to import.
+JOINERS = {"classifier": "nnc_web.engine.training.trainer", "detector": "nnc_web.engine.detection_training.trainer",
+           "segmenter": "nnc_web.engine.segmentation_training.trainer"}
 
 
 def timeout() -> timedelta:
@@ -147,13 +159,29 @@ def plan(devices: Any, nodes: Any, use_cuda: bool) -> Placement:
 
 
 def rendezvous_port(placement: Placement) -> int:
-    """The port of a multi-node run's rendezvous: MASTER_PORT when set, else a free port of this machine
-    when it is node 0 (every interface: the other nodes connect to it), else torchrun's default."""
+    """The port of a multi-node run's rendezvous: MASTER_PORT when set, else, on node 0, the port of a
+    TCPStore this process starts now and holds until `launch` hands it to the run (every interface: the
+    other nodes connect to it; no other program can take the port meanwhile), else torchrun's default."""
     if placement.master_port:
         return placement.master_port
     if placement.node_rank != 0:  # this worker cannot know which port is free on node 0
         return DEFAULT_PORT
-    return _free_port("")
+    store = _master_store(0)
+    _HELD[store.port] = store
+    return store.port
+
+
+_HELD: dict[int, Any] = {}  # rendezvous stores node 0 started before its launch (by port)
+
+
+def release_port(port: int) -> None:
+    """Drop a store rendezvous_port started that no launch took (the run failed before it)."""
+    _HELD.pop(port, None)
+
+
+def _master_store(port: int):
+    """The rendezvous' store server on `port` (0: a free one; the server listens on every interface)."""
+    return torch.distributed.TCPStore("0.0.0.0", port, None, True, timeout(), wait_for_workers=False)
 
 
 def _node_rank(hosts: list[str]) -> int:
@@ -233,10 +261,16 @@ def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, 
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // placement.devices))  # share the cores
-    torch.distributed.init_process_group(
-        placement.backend, init_method=f"tcp://{placement.master_addr}:{placement.master_port}", rank=rank,
-        world_size=placement.world, timeout=timeout())
+        # Share the cores; an operator's OMP_NUM_THREADS wins, as under torchrun (e.g. two nodes' ranks
+        # on one machine, which would each take every core).
+        threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+        torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0
+                              else max(1, (os.cpu_count() or 1) // placement.devices))
+    # Every rank is a client of node 0's launcher's store (rank 0 hosts none: see the module's docstring).
+    store = torch.distributed.TCPStore(placement.master_addr, placement.master_port, placement.world, False,
+                                       timeout())
+    torch.distributed.init_process_group(placement.backend, store=store, rank=rank, world_size=placement.world,
+                                         timeout=timeout())
     reporter = RankReporter(rank, reports, stop, args[0] if args else Path("."))
     try:
         payload = entry(Rank(rank, local_rank, placement.world, placement.backend, device), reporter, *args)
@@ -261,8 +295,12 @@ def launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, re
     `entry` and `args` must be picklable (spawn)."""
     import torch.multiprocessing as mp
 
+    store = None  # held here until the run ends: the ranks connect to it
     if not placement.nodes:
-        placement.master_port = _free_port()
+        store = _master_store(0)
+        placement.master_port = store.port
+    elif placement.node_rank == 0:
+        store = _HELD.pop(placement.master_port, None) or _master_store(placement.master_port)  # MASTER_PORT
     context = mp.get_context("spawn")
     reports, stop = context.Queue(), context.Event()
     processes = mp.start_processes(_child, args=(entry, (workdir, *args), placement, reports, stop, os.getpid()),
@@ -298,6 +336,7 @@ def launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, re
             if process.is_alive():
                 process.kill()
                 process.join()
+        del store  # the rendezvous ends with the run (a later attempt starts its own)
     _relay(reports, reporter, outcome)
     return _outcome(outcome, failure, placement, stop.is_set(), [p.exitcode for p in processes.processes])
 
@@ -379,12 +418,48 @@ def placement_dict(placement: Placement) -> dict:
     return asdict(placement)
 
 
+def joiner(spec: dict) -> Callable[[dict, int, Any], None]:
+    """The `join_run(spec, node_rank, reporter)` of the trainer the spec names."""
+    kind = spec.get("kind", "classifier")
+    if kind not in JOINERS:
+        raise UserError(f"{SPEC_NAME} names a trainer this studio does not have ({kind!r}; it has "
+                        f"{', '.join(JOINERS)}): run the same studio version on every node")
+    return importlib.import_module(JOINERS[kind]).join_run
+
+
+def join_placement(spec: dict, node_rank: int):
+    """The config (a TrainConfig) and this node's placement of the run node 0 described in `spec`."""
+    from nnc_web.engine.training.trainer import TrainConfig, resolve_device
+
+    # Node 0's worker checked the nodes against NNC_TRAINING_NODES; the operator who runs the join on this
+    # machine has chosen to take part, with or without the studio's settings loaded in that shell.
+    os.environ.setdefault(NODES_SETTING, ",".join(parse_nodes_syntax(spec["config"]["nodes"])))
+    config = TrainConfig(**spec["config"])
+    config.check()
+    os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
+    placement = plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
+    if len(placement.nodes) < 2:
+        raise UserError(f"{SPEC_NAME} describes a run of one machine: there is nothing to join")
+    # Node 0's port (its MASTER_PORT, or the free port it found), whatever this machine's MASTER_PORT says.
+    placement.master_port = spec.get("master_port") or placement.master_port or DEFAULT_PORT
+    return config, placement
+
+
+def join_launch(entry: Callable, workdir: Path, args: tuple, placement: Placement, reporter) -> None:
+    """This node's processes of the run: `launch`, where no result is the normal end (rank 0, and its
+    result, live on node 0)."""
+    try:
+        launch(entry, workdir, args, placement, reporter)
+    except RuntimeError as exc:
+        if "without a result" not in str(exc):
+            raise
+
+
 def _join(argv: list[str] | None = None) -> None:
     """`python -m nnc_web.engine.training.distributed JOB_FOLDER --node-rank N` on another node."""
     import argparse
 
     from nnc_web.engine.reporting import ConsoleReporter
-    from nnc_web.engine.training.trainer import join_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", type=Path)
@@ -395,7 +470,10 @@ def _join(argv: list[str] | None = None) -> None:
                        f"log says 'distributed training: ...'); join while that run is waiting for this node\n")
     spec = json.loads((options.workdir / SPEC_NAME).read_text())
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    join_run(spec, options.node_rank, ConsoleReporter(options.workdir / f"node{options.node_rank}", quiet=False))
+    try:
+        joiner(spec)(spec, options.node_rank, ConsoleReporter(options.workdir / f"node{options.node_rank}", quiet=False))
+    except UserError as exc:  # the message, not a traceback
+        parser.exit(1, f"{exc}\n")
 
 
 if __name__ == "__main__":

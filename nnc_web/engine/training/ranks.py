@@ -3,11 +3,17 @@ launches the ranks): the model in DistributedDataParallel with BatchNorm statist
 images, each rank's share of the single process's batches, a cancel every rank sees at the same batch,
 and sums over the ranks. With the loss divided by the global batch's count (objects, labelled pixels)
 rather than each rank's own, a run of `world` processes takes the step one process takes on the same
-global batch (to rounding: tests/engine/test_distributed_detection.py compares them in float64)."""
+global batch (to rounding: tests/engine/test_distributed_detection.py compares them in float64).
+
+Several machines as the classifier's: node 0 leaves the run's spec (the trainer's kind, the datasets'
+CSVs, the class names, the config) in the shared job folder, and a node that joins rebuilds the same
+entry and arguments from it (join_node)."""
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,23 +52,46 @@ def rank_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank: 
 
 
 def train_in_processes(trainer, what: str, entry, args: tuple, placement: distributed.Placement,
-                       make_model: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
-    """A one-machine distributed run of the detector's or segmenter's `trainer`: launch the ranks (each
-    runs `entry`), relay rank 0's reports, then load into a model of `make_model` what rank 0 wrote (the
-    best epoch, or the last), as a single run returns it, with rank 0's outcome (history, best epoch).
-    The model is made after the ranks end: the launcher holds no GPU memory while they train."""
-    if placement.nodes:
-        raise UserError(f"nodes: the {what} trains on the GPUs (or CPU processes) of one machine; several "
-                        f"machines are for the image classifier for now: leave nodes empty")
+                       make_model: Callable[[], nn.Module], resume: bool = False) -> tuple[nn.Module, dict]:
+    """A distributed run of the detector's or segmenter's `trainer` (`what`: detector | segmenter, the
+    spec's kind on several machines): launch this node's ranks (each runs `entry`), relay rank 0's reports,
+    then load into a model of `make_model` what rank 0 wrote (the best epoch, or the last), as a single
+    run returns it, with rank 0's outcome (history, best epoch). The model is made after the ranks end:
+    the launcher holds no GPU memory while they train."""
     trainer.reporter.log(describe_batches(placement, trainer.config.batch_size))
-    outcome = distributed.launch(entry, trainer.workdir, args, placement, trainer.reporter,
-                                 on_start=lambda processes: setattr(trainer, "processes", processes))
+    try:
+        if placement.nodes:
+            placement.master_port = distributed.rendezvous_port(placement)
+            distributed.write_spec(trainer.workdir, node_spec(trainer, what, resume, placement.master_port))
+        outcome = distributed.launch(entry, trainer.workdir, args, placement, trainer.reporter,
+                                     on_start=lambda processes: setattr(trainer, "processes", processes))
+    finally:  # a node joining later must not find this attempt's port
+        if placement.nodes:
+            distributed.release_port(placement.master_port)
+            (trainer.workdir / distributed.SPEC_NAME).unlink(missing_ok=True)
     model = make_model().to(trainer.device)
     saved = torch.load(trainer.checkpoint_path, map_location=trainer.device, weights_only=True)
     model.load_state_dict(saved["model"])
     if trainer.config.save_best and trainer.best_path.exists():
         model.load_state_dict(torch.load(trainer.best_path, map_location=trainer.device, weights_only=True))
     return model, outcome
+
+
+def node_spec(trainer, kind: str, resume: bool, master_port: int) -> dict:
+    """The detector's or segmenter's run as JSON, for the other nodes: everything in it is read back from
+    the shared storage (the datasets' CSVs as the plugins load them)."""
+    return {"kind": kind, "train_csv": str(trainer.train_data.csv_path), "valid_csv": str(trainer.valid_data.csv_path),
+            "class_names": list(trainer.class_names), "config": asdict(trainer.config), "workdir": str(trainer.workdir),
+            "resume": resume, "master_port": master_port}
+
+
+def join_node(spec: dict, node_rank: int, reporter: Reporter, load: Callable[[Path], object], entry: Callable) -> None:
+    """This node's processes of a detector's or segmenter's multi-node run: `entry` (the trainer's
+    _rank_main) on the datasets `load` reads from the spec's CSVs, as node 0's ranks run it."""
+    config, placement = distributed.join_placement(spec, node_rank)
+    args = (load(Path(spec["train_csv"])), load(Path(spec["valid_csv"])), list(spec["class_names"]), config,
+            bool(spec["resume"]))
+    distributed.join_launch(entry, Path(spec["workdir"]), args, placement, reporter)
 
 
 def check_stop_together(reporter: Reporter, rank: distributed.Rank) -> None:

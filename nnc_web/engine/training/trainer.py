@@ -548,23 +548,9 @@ def _spec(trainer: Trainer, resume: bool, master_port: int) -> dict:
 
 def join_run(spec: dict, node_rank: int, reporter: Reporter) -> None:
     """This node's processes of a multi-node run node 0 started (same job folder, shared storage)."""
-    import os
-
     from nnc_web.engine.training.data import load_classification_csv
 
-    # Node 0's worker checked the nodes against NNC_TRAINING_NODES; the operator who runs the join on this
-    # machine has chosen to take part, with or without the studio's settings loaded in that shell.
-    os.environ.setdefault("NNC_TRAINING_NODES", ",".join(distributed.parse_nodes_syntax(spec["config"]["nodes"])))
-    config = TrainConfig(**spec["config"])
-    config.check()
-    os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
-    placement = distributed.plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
-    # Node 0's port (its MASTER_PORT, or the free port it found), whatever this machine's MASTER_PORT says.
-    placement.master_port = spec.get("master_port") or placement.master_port or distributed.DEFAULT_PORT
+    config, placement = distributed.join_placement(spec, node_rank)
     args = (spec["backbone_id"], load_classification_csv(Path(spec["train_csv"])),
             load_classification_csv(Path(spec["valid_csv"])), config, Path(spec["cache_dir"]), spec["resume"])
-    try:
-        distributed.launch(_rank_main, Path(spec["workdir"]), args, placement, reporter)
-    except RuntimeError as exc:
-        if "without a result" not in str(exc):  # rank 0 (and its result) lives on node 0
-            raise
+    distributed.join_launch(_rank_main, Path(spec["workdir"]), args, placement, reporter)

@@ -3,6 +3,8 @@ kept segments on grey 192, SHAP's red (positive) / blue (negative) over a faint 
 SmoothGrad's grey map. Inputs are uint8 (H, W, 3) pixels as the model sees them."""
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +17,32 @@ SHAP_RED = np.array([255, 13, 87], dtype=np.float64)  # shap's colours, as NNC's
 SHAP_BLUE = np.array([30, 136, 229], dtype=np.float64)
 SHAP_GREY_ALPHA = 0.15  # the grey image under the map, on white
 LUMA = np.array([0.2989, 0.5870, 0.1140])
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def jet(values: np.ndarray) -> np.ndarray:
     """NNC's piecewise-linear jet of [0, 1] values: dark blue, blue, cyan, yellow, red, dark red, with
-    breaks at 1/8, 3/8, 5/8, 7/8 -> uint8 (..., 3)."""
-    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None] * np.float32(4.0)
-    rgb = np.clip(np.float32(1.5) - np.abs(v - np.array([3.0, 2.0, 1.0], dtype=np.float32)), 0.0, 1.0)
-    return np.round(rgb * np.float32(255)).astype(np.uint8)
+    breaks at 1/8, 3/8, 5/8, 7/8 -> uint8 (..., 3). Channel by channel (red, green, blue centred at
+    4v = 3, 2, 1), in place: NumPy's loops over a last axis of 3 cost twice as much, for the same floats."""
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    v *= np.float32(4.0)
+    out = np.empty(v.shape + (3,), dtype=np.uint8)
+    level = np.empty_like(v)
+    for channel, centre in enumerate((3.0, 2.0, 1.0)):
+        np.subtract(v, np.float32(centre), out=level)
+        np.abs(level, out=level)
+        np.subtract(np.float32(1.5), level, out=level)
+        np.clip(level, 0.0, 1.0, out=level)
+        level *= np.float32(255)
+        out[..., channel] = np.round(level, out=level)
+    return out
 
 
 def gradcam_overlay(pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """50 % jet heat map + 50 % image (NNC's Grad-CAM picture)."""
-    total = jet(cam).astype(np.uint16) + _rgb(pixels).astype(np.uint16)
-    return ((total + 1) // 2).astype(np.uint8)  # half of the sum, rounded half up
+    """50 % jet heat map + 50 % image (NNC's Grad-CAM picture): (a + b + 1) // 2, half of the sum rounded
+    half up, as (a | b) - ((a ^ b) >> 1) in uint8 (a + b = 2 (a | b) - (a ^ b): no wider copies)."""
+    heat, image = jet(cam), _rgb(pixels).astype(np.uint8, copy=False)
+    return (heat | image) - ((heat ^ image) >> 1)
 
 
 def lime_picture(pixels: np.ndarray, segments: np.ndarray, kept: list[int]) -> np.ndarray:
@@ -61,12 +75,47 @@ def smoothgrad_picture(values: np.ndarray) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:
-    """An 8-bit PNG (fast compression: batch jobs write one per row), written beside and renamed so
-    that a reader (or a job stopped mid-write) never finds half a picture."""
+    """An 8-bit PNG, written beside and renamed so that a reader (or a job stopped mid-write) never finds
+    half a picture. Grey and RGB pictures (all the explanations draw) go through `encode_png`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        data = encode_png(array)
+        replace_atomically(path, lambda partial: partial.write_bytes(data))
+        return path
     picture = Image.fromarray(array)
     replace_atomically(path, lambda partial: picture.save(partial, format="PNG", compress_level=1))
     return path
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 grey (H, W) or RGB (H, W, 3) as PNG bytes, fast (batch jobs write one per row): every row
+    `Up`-filtered (minus the row above) in one NumPy pass, deflated with zlib's run-length strategy, and
+    again at level 1 where that left less than half (flat areas and gradients, where LZ77's matches pay
+    and are found fast). Pillow tries four filters on every row in C loops, which costs more than the
+    deflating: on the 2-core box a 224 px overlay on textured noise takes 11-13 ms there and 3 ms here
+    (112 kB and 109 kB), on a digit 9-10 and 5 ms (38 and 35 kB), on a smooth gradient about the same
+    time (29 and 27 kB)."""
+    height, width = array.shape[:2]
+    rows = np.ascontiguousarray(array).reshape(height, -1)
+    filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # the row's filter type: Up (the first row's "above" is zeros)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG's filters are
+    data = _deflate(filtered, zlib.Z_RLE)
+    if len(data) < filtered.size // 2:
+        data = min(data, _deflate(filtered, zlib.Z_DEFAULT_STRATEGY), key=len)
+    colour_type = 0 if array.ndim == 2 else 2  # grey or RGB, 8 bits, no interlacing
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _deflate(data: np.ndarray, strategy: int) -> bytes:
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, strategy)
+    return deflate.compress(data) + deflate.flush()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def _rgb(pixels: np.ndarray) -> np.ndarray:

@@ -11,9 +11,12 @@ under several draws and prints image/pixel AUROC per draw; `edge` also reports w
 look anomalous to a single Gaussian.
 
     nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE padim dense,1/16,single 0,1,2 [uniform] [edge] [border=0 border=4 ...] [layout=ring layout=corners ...]
-    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE patchcore 0.01 0,1,2 [64|152] [gauss=64 sparse=282 none random ...]
+    nice -n 10 .venv/bin/python benchmarks/anomaly_draws.py CACHE patchcore 0.01 0,1,2 [default|64|152] [gauss=64 sparse=282 none random ...]
 
-PatchCore's `KIND=DIM` variants pick the coreset on another projection: `gauss` (ours: N(0, 1/d)),
+`default` (what no variant means) is greedy_coreset's own choice (since 2026-12-03: the exact features up
+to 256 channels, so for Lite0's 152; wider ones on 64 principal axes); a bare number `N` is N principal axes.
+PatchCore's `KIND=DIM` variants pick the coreset on another projection: `pca` (N principal axes, as `N`),
+`gauss` (ours before 2026-12-03: N(0, 1/d); `gauss=64` is the old default),
 `sparse` (anomalib's: Li et al.'s very sparse +-sqrt(s/d) entries with density 1/sqrt(D), `sparse=jl`
 for its Johnson-Lindenstrauss size at eps 0.9), `none` (exact distances), `none64` (float64), `random` (a uniform
 random subsample, no k-center), `meanstart` / `farstart` (our projection, the start nearest to /
@@ -163,7 +166,9 @@ def k_center_from(points: torch.Tensor, size: int, start: int, exact: bool) -> t
 
 def select(bank: torch.Tensor, size: int, seed: int, variant: str) -> torch.Tensor:
     kind, _, dim_text = variant.partition("=")
-    if kind.isdigit():  # the old form: a Gaussian projection's dim
+    if kind == "default":
+        return greedy_coreset(bank, size, seed)
+    if kind.isdigit():  # principal axes (a Gaussian projection before 2026-12-03: now `gauss=N`)
         return greedy_coreset(bank, size, seed, projection_dim=int(kind))
     if kind in ("anomalib", "anomalibproj", "anomalibstart"):  # anomalib's code (.venv-bench), global RNGs seeded
         from anomalib.models.components.dimensionality_reduction import SparseRandomProjection
@@ -192,6 +197,8 @@ def select(bank: torch.Tensor, size: int, seed: int, variant: str) -> torch.Tens
             return greedy_coreset(bank, size + 1, seed, projection_dim=10 ** 9)[1:]
         return greedy_coreset(bank, size, seed, projection_dim=10 ** 9)
     dim = jl_dim(len(bank)) if dim_text == "jl" else int(dim_text)
+    if kind == "pca":  # the default's principal axes at another dim
+        return greedy_coreset(bank, size, seed, projection_dim=dim)
     if kind == "gauss":
         matrix = torch.randn(bank.shape[1], dim, generator=torch.Generator().manual_seed(seed)) / dim ** 0.5
     elif kind == "sparse":
@@ -263,7 +270,7 @@ def main() -> None:
                               f"{'' if layout == 'corners' else f' layout {layout}'}: "
                               f"{padim_draw(cache, mode, channels, 'edge' in flags, border, layout)}", flush=True)
         else:
-            for variant in [f for f in flags if f != "ascore"] or ["64"]:
+            for variant in [f for f in flags if f != "ascore"] or ["default"]:
                 print(f"patchcore {what} {variant} seed {seed}: "
                       f"{patchcore_draw(cache, float(what), seed, variant, 'ascore' in flags)}", flush=True)
 

@@ -322,13 +322,15 @@ class Trainer:
         args = (self.backbone_id, self.train_data, self.valid_data, config, self.cache_dir, resume)
         if placement.nodes:
             placement.master_port = distributed.rendezvous_port(placement)
-            distributed.write_spec(self.workdir, _spec(self, resume, placement.master_port))
         try:
+            if placement.nodes:
+                distributed.write_spec(self.workdir, _spec(self, resume, placement.master_port))
             outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
                                          on_start=lambda processes: setattr(self, "processes", processes))
-        finally:  # a node joining later must not find this attempt's port
+        finally:  # a node joining later must not find this attempt's port; a store no launch took is closed
             if placement.nodes:
                 (self.workdir / distributed.SPEC_NAME).unlink(missing_ok=True)
+                distributed.release_port(placement.master_port)
         model = TransferClassifier(self.backbone_id, self.num_classes, pretrained=False).to(self.device)  # weights below
         saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         model.load_state_dict(saved["model"])

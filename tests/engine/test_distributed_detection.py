@@ -26,6 +26,7 @@ from nnc_web.engine.segmentation_training.trainer import SegmentationTrainer
 from nnc_web.engine.segmentation_training.trainer import loader as segmentation_loader
 from nnc_web.engine.training import distributed, ranks
 from nnc_web.engine.training.trainer import TrainConfig
+from nnc_web.launcher import free_port
 from tests.engine.test_detection_training import NAMES, shapes_datasets
 from tests.engine.test_distributed_training import Recorder, join_as_node_one, two_nodes_here
 from tests.engine.test_segmentation_training import NAMES as SEGMENT_NAMES
@@ -135,7 +136,7 @@ def test_a_step_of_two_ranks_is_the_single_process_step_in_float64(shapes, tmp_p
     assert len(tasks[0]["batch"][0]) == len(tasks[1]["batch"][0]) == 4
     context = mp.get_context("spawn")
     results = context.Queue()
-    port = distributed._free_port()
+    port = free_port()
     processes = [context.Process(target=_rank_step, args=(i, 2, port, tasks, results)) for i in range(2)]
     for process in processes:
         process.start()

@@ -199,13 +199,6 @@ def _node_rank(hosts: list[str]) -> int:
                     f"sets NNC_NODE_RANK there, or the job runs on a worker of a listed machine")
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    """A port free on `host` now ("": on every interface)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Rank:
     """One process's place in the group, as a trainer sees it."""

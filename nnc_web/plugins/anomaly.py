@@ -5,15 +5,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from nnc_web.engine.anomaly.bundle import save_anomaly_bundle
-from nnc_web.engine.anomaly.data import load_anomaly_csv
-from nnc_web.engine.anomaly.evaluation import evaluate_anomaly
-from nnc_web.engine.anomaly.features import AUTO, check_rgb, parse_feature_ratio
-from nnc_web.engine.anomaly.padim import GAUSSIAN_MODES, Padim
-from nnc_web.engine.anomaly.patchcore import Patchcore
+from nnc_web.engine.anomaly.options import AUTO, GAUSSIAN_MODES, parse_feature_ratio
 from nnc_web.engine.model_store import BACKBONES
 from nnc_web.engine.reporting import UserError
-from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete
@@ -22,6 +16,12 @@ from nnc_web.plugins.transfer_learning import complete
 def fit_and_evaluate(ctx, run: RunInputs, build) -> dict:
     """The body of both plugins: check the datasets, fit `build(device, seed)` on the normal training
     images, score the validation set, keep the bundle."""
+    from nnc_web.engine.anomaly.bundle import save_anomaly_bundle
+    from nnc_web.engine.anomaly.data import load_anomaly_csv
+    from nnc_web.engine.anomaly.evaluation import evaluate_anomaly
+    from nnc_web.engine.anomaly.features import check_rgb
+    from nnc_web.engine.training.trainer import resolve_device
+
     train = load_anomaly_csv(run.train_csv)
     valid = load_anomaly_csv(run.valid_csv)
     warnings = []
@@ -51,12 +51,16 @@ def fit_and_evaluate(ctx, run: RunInputs, build) -> dict:
 
 
 def run_padim(ctx, params: dict) -> dict:
+    from nnc_web.engine.anomaly.padim import Padim
+
     return fit_and_evaluate(ctx, params["_run"], lambda device, seed: Padim(
         params["model"], params["gaussian"], input_size=params["input_size"], feature_ratio=params["feature_ratio"],
         seed=seed, device=device, max_pixels=settings.NNC_MAX_IMAGE_PIXELS))
 
 
 def run_patchcore(ctx, params: dict) -> dict:
+    from nnc_web.engine.anomaly.patchcore import Patchcore
+
     return fit_and_evaluate(ctx, params["_run"], lambda device, seed: Patchcore(
         params["model"], params["sample_ratio"], input_size=params["input_size"],
         feature_ratio=params["feature_ratio"], seed=seed, device=device, max_pixels=settings.NNC_MAX_IMAGE_PIXELS))

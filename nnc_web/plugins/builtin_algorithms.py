@@ -1,12 +1,18 @@
 """Built-in algorithms with EasyMaker's hyperparameters: Image classification (ResNet-50)."""
 from __future__ import annotations
 
-from nnc_web.engine.training.trainer import TrainConfig
+from typing import TYPE_CHECKING
+
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete, train_and_evaluate
 
+if TYPE_CHECKING:
+    from nnc_web.engine.training.trainer import TrainConfig
+
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.training.trainer import TrainConfig
+
     def config_for(run) -> TrainConfig:
         return TrainConfig(max_epoch=params["num_train_epochs"], batch_size=params["per_device_train_batch_size"],
                            optimizer="adamw", learning_rate=params["learning_rate"], save_best=True,

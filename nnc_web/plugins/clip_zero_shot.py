@@ -5,12 +5,8 @@ Supervision (Radford et al., 2021)."""
 from __future__ import annotations
 
 from nnc_web.engine.clip.architectures import ARCHITECTURES, WEIGHTS_FILES
-from nnc_web.engine.clip.evaluation import evaluate_zero_shot
-from nnc_web.engine.clip.model import save_clip_bundle
 from nnc_web.engine.clip.prompts import TEMPLATE_IDS, parse_query_text, read_query_file
-from nnc_web.engine.clip.zero_shot import build_zero_shot
 from nnc_web.engine.reporting import UserError
-from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete
@@ -23,6 +19,11 @@ def classes_of(params: dict) -> list[str]:
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.clip.evaluation import evaluate_zero_shot
+    from nnc_web.engine.clip.model import save_clip_bundle
+    from nnc_web.engine.clip.zero_shot import build_zero_shot
+    from nnc_web.engine.training.trainer import resolve_device
+
     run_inputs: RunInputs = params["_run"]
     if run_inputs.valid_csv is None:
         raise UserError("the project's validation dataset was deleted")

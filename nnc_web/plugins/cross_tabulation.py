@@ -2,13 +2,14 @@
 e.g. the label against the prediction, or against "correct / incorrect"."""
 from __future__ import annotations
 
-from nnc_web.engine.analysis.crosstab import cross_tabulation, write_cross_tabulation
 from nnc_web.engine.analysis.table import load_table
 from nnc_web.plugins.postprocess import input_param, output_errors, output_param, output_path, record_outputs
 from nnc_web.plugins.registry import Param, Plugin, register
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.crosstab import cross_tabulation, write_cross_tabulation
+
     table = load_table(params["input"])
     rows = cross_tabulation(table, params["variable1"], params["variable2"], params.get("variable2_eval") or None,
                             params["output_in_ratio"])

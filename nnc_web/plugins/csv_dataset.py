@@ -1,7 +1,6 @@
 """Internal job: *Make a dataset from this CSV* (a result table's rows and images as a new dataset)."""
 from __future__ import annotations
 
-from nnc_web.engine.analysis.csv_dataset import build_csv_dataset
 from nnc_web.engine.analysis.table import load_table
 from nnc_web.plugins.common import register_datasets
 from nnc_web.plugins.postprocess import max_pixels, resolver_for
@@ -9,6 +8,8 @@ from nnc_web.plugins.registry import Param, Plugin, dataset_name_errors, registe
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.csv_dataset import build_csv_dataset
+
     table = load_table(params["input"])
     return [build_csv_dataset(table, resolver_for(params, params["input"]), params["name"], ctx.workdir, ctx,
                               max_pixels())]

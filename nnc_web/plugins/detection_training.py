@@ -3,13 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnc_web.engine.detection_training.bundle import ARCHITECTURE, load_detector, save_detector
-from nnc_web.engine.detection_training.data import load_detection_csv
-from nnc_web.engine.detection_training.evaluation import evaluate_detector
-from nnc_web.engine.detection_training.model import BACKBONE
-from nnc_web.engine.detection_training.trainer import DetectionTrainer
+from nnc_web.engine.bundle_kinds import CENTERNET_DETECTOR, DENSE_BACKBONE
 from nnc_web.engine.reporting import UserError
-from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.evaluation import EVALUATORS
 from nnc_web.plugins.registry import Param, Plugin, register
@@ -30,6 +25,12 @@ def class_names_for(given: str | None, count: int, known: list[str] | tuple[str,
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.detection_training.bundle import save_detector
+    from nnc_web.engine.detection_training.data import load_detection_csv
+    from nnc_web.engine.detection_training.evaluation import evaluate_detector
+    from nnc_web.engine.detection_training.trainer import DetectionTrainer
+    from nnc_web.engine.training.trainer import TrainConfig
+
     run_row: RunInputs = params["_run"]
     train_csv, valid_csv = run_row.datasets()
     train, valid = load_detection_csv(train_csv), load_detection_csv(valid_csv)
@@ -54,6 +55,11 @@ def run(ctx, params: dict) -> dict:
 
 
 def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
+    from nnc_web.engine.detection_training.bundle import load_detector
+    from nnc_web.engine.detection_training.data import load_detection_csv
+    from nnc_web.engine.detection_training.evaluation import evaluate_detector
+    from nnc_web.engine.training.trainer import resolve_device
+
     device = resolve_device("auto")
     model, manifest = load_detector(folder, str(device))
     return evaluate_detector(ctx.workdir, model, load_detection_csv(run_row.valid_csv), manifest["class_names"],
@@ -61,7 +67,7 @@ def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
                              batch_size=run_row.config.get("batch_size", 16))
 
 
-EVALUATORS[ARCHITECTURE] = evaluate_again  # the Evaluate button re-runs it from the bundle
+EVALUATORS[CENTERNET_DETECTOR] = evaluate_again  # the Evaluate button re-runs it from the bundle
 
 PLUGIN = register(Plugin(
     id="object_detection",
@@ -84,7 +90,7 @@ PLUGIN = register(Plugin(
     runner=run,
     completer=complete,
     cross_check=lambda params: {} if params["input_size"] % 32 == 0 else {"input_size": "must be a multiple of 32"},
-    weights=lambda params: BACKBONE,
+    weights=lambda params: DENSE_BACKBONE,
     config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best",
                    "seed", "device", "devices", "nodes"),
 ))

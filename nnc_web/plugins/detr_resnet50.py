@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnc_web.engine.detection_training.data import load_detection_csv
-from nnc_web.engine.detection_training.detr import (
-    ARCHITECTURE,
-    MODEL_ID,
-    load_detr,
-    predict_detr,
-    save_detr,
-    train_detr,
-)
-from nnc_web.engine.detection_training.evaluation import evaluate_detector
+from nnc_web.engine.bundle_kinds import DETR_DETECTOR, DETR_MODEL_ID
 from nnc_web.engine.hf_weights import is_available, missing_weights_message, tiny_configs
-from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.detection_training import class_names_for
 from nnc_web.plugins.evaluation import EVALUATORS
@@ -40,10 +30,15 @@ def weights_errors(params: dict, model_id: str) -> dict[str, str]:
 
 def cross_check(params: dict) -> dict[str, str]:
     errors = {} if params["input_size"] % 32 == 0 else {"input_size": "must be a multiple of 32"}
-    return {**errors, **weights_errors(params, MODEL_ID)}
+    return {**errors, **weights_errors(params, DETR_MODEL_ID)}
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.detection_training.data import load_detection_csv
+    from nnc_web.engine.detection_training.detr import predict_detr, save_detr, train_detr
+    from nnc_web.engine.detection_training.evaluation import evaluate_detector
+    from nnc_web.engine.training.trainer import resolve_device
+
     run_row: RunInputs = params["_run"]
     train_csv, valid_csv = run_row.datasets()
     train, valid = load_detection_csv(train_csv), load_detection_csv(valid_csv)
@@ -66,6 +61,11 @@ def run(ctx, params: dict) -> dict:
 
 
 def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
+    from nnc_web.engine.detection_training.data import load_detection_csv
+    from nnc_web.engine.detection_training.detr import load_detr, predict_detr
+    from nnc_web.engine.detection_training.evaluation import evaluate_detector
+    from nnc_web.engine.training.trainer import resolve_device
+
     device = resolve_device("auto")
     model, manifest = load_detr(folder, str(device))
     batch = manifest.get("training", {}).get("per_device_eval_batch_size", 4)
@@ -74,7 +74,7 @@ def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
                              predict=predict_detr)
 
 
-EVALUATORS[ARCHITECTURE] = evaluate_again  # the Evaluate button re-runs it from the bundle
+EVALUATORS[DETR_DETECTOR] = evaluate_again  # the Evaluate button re-runs it from the bundle
 
 PLUGIN = register(Plugin(
     id="detr_resnet50",

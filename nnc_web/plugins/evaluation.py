@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nnc_web.engine.errors import UserError
-from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Plugin, register
 from nnc_web.plugins.transfer_learning import complete
@@ -20,6 +19,7 @@ def _anomaly(ctx, run_row: RunInputs, folder: Path) -> dict:
     from nnc_web.engine.anomaly.bundle import load_anomaly_bundle
     from nnc_web.engine.anomaly.data import load_anomaly_csv
     from nnc_web.engine.anomaly.evaluation import evaluate_anomaly
+    from nnc_web.engine.training.trainer import resolve_device
 
     model, _ = load_anomaly_bundle(folder, str(resolve_device("auto")))
     model.max_pixels = settings.NNC_MAX_IMAGE_PIXELS
@@ -50,6 +50,7 @@ def _tabular(ctx, run_row: RunInputs, folder: Path) -> dict:
 def _zero_shot(ctx, run_row: RunInputs, folder: Path) -> dict:
     from nnc_web.engine.clip.evaluation import evaluate_zero_shot
     from nnc_web.engine.clip.model import load_clip_classifier
+    from nnc_web.engine.training.trainer import resolve_device
 
     device = resolve_device("auto")
     model, manifest = load_clip_classifier(folder, device)
@@ -61,6 +62,7 @@ def _classifier(ctx, run_row: RunInputs, folder: Path) -> dict:
     from nnc_web.engine.training.bundle import load_bundle
     from nnc_web.engine.training.data import load_classification_csv
     from nnc_web.engine.training.evaluation import evaluate_into
+    from nnc_web.engine.training.trainer import resolve_device
 
     model, manifest = load_bundle(folder)
     data = load_classification_csv(run_row.valid_csv)

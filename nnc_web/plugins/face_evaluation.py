@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from nnc_web.engine.analysis.ita import evaluate_faces, ita_histogram_item
 from nnc_web.engine.analysis.table import load_table
 from nnc_web.engine.nnc_csv import write_csv
 from nnc_web.plugins.postprocess import (
@@ -22,6 +21,8 @@ HEADER = ["x:image", "ITA", "skin_tone"]
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.ita import evaluate_faces, ita_histogram_item
+
     table = load_table(params["input"])
     rows = evaluate_faces(table, resolver_for(params, params["input"]), ctx, max_pixels())
     path = output_path(ctx, params, (".csv",))

@@ -1,16 +1,17 @@
 """Post-processing: Parameter Stats (NNC's Utils plugin) - statistics of every tensor of a model."""
 from __future__ import annotations
 
-from nnc_web.engine.analysis.parameter_stats import (
-    bundle_weight_files,
-    parameter_stats,
-    write_parameter_stats,
-)
 from nnc_web.plugins.postprocess import output_errors, output_param, output_path, record_outputs
 from nnc_web.plugins.registry import Param, Plugin, register
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.parameter_stats import (
+        bundle_weight_files,
+        parameter_stats,
+        write_parameter_stats,
+    )
+
     files = bundle_weight_files(params["model"])
     stats = parameter_stats(files)
     path = output_path(ctx, params, (".csv",))

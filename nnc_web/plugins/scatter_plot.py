@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from nnc_web.engine.analysis.scatter import column_values, scatter_item
 from nnc_web.engine.analysis.table import is_image_cell, load_table
 from nnc_web.engine.nnc_csv import parse_header_cell
 from nnc_web.plugins.postprocess import (
@@ -30,6 +29,8 @@ def _csv_name(params: dict) -> str | None:
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.scatter import column_values, scatter_item
+
     table = load_table(params["input"])
     series = {}
     for axis in ("x", "y", "c"):

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnc_web.engine.segmentation_training.data import load_segmentation_csv
-from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
-from nnc_web.engine.segmentation_training.segformer import (
-    ARCHITECTURE,
-    MODEL_ID,
-    load_segformer,
-    save_segformer,
-    segformer_predictor,
-    train_segformer,
-)
-from nnc_web.engine.training.trainer import resolve_device
+from nnc_web.engine.bundle_kinds import SEGFORMER_MODEL_ID, SEGFORMER_SEGMENTER
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.detr_resnet50 import weights_errors
 from nnc_web.plugins.evaluation import EVALUATORS
@@ -24,10 +14,19 @@ from nnc_web.plugins.transfer_learning import complete
 
 def cross_check(params: dict) -> dict[str, str]:
     errors = {} if params["input_size"] % 32 == 0 else {"input_size": "must be a multiple of 32"}
-    return {**errors, **weights_errors(params, MODEL_ID)}
+    return {**errors, **weights_errors(params, SEGFORMER_MODEL_ID)}
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.segmentation_training.data import load_segmentation_csv
+    from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
+    from nnc_web.engine.segmentation_training.segformer import (
+        save_segformer,
+        segformer_predictor,
+        train_segformer,
+    )
+    from nnc_web.engine.training.trainer import resolve_device
+
     run_row: RunInputs = params["_run"]
     train_csv, valid_csv = run_row.datasets()
     train, valid = load_segmentation_csv(train_csv), load_segmentation_csv(valid_csv)
@@ -50,6 +49,11 @@ def run(ctx, params: dict) -> dict:
 
 
 def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
+    from nnc_web.engine.segmentation_training.data import load_segmentation_csv
+    from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
+    from nnc_web.engine.segmentation_training.segformer import load_segformer, segformer_predictor
+    from nnc_web.engine.training.trainer import resolve_device
+
     device = resolve_device("auto")
     model, manifest = load_segformer(folder, str(device))
     batch = manifest.get("training", {}).get("per_device_train_batch_size", 4)
@@ -57,7 +61,7 @@ def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
                               manifest["input_size"], device, ctx, predict=segformer_predictor(batch))
 
 
-EVALUATORS[ARCHITECTURE] = evaluate_again
+EVALUATORS[SEGFORMER_SEGMENTER] = evaluate_again
 
 PLUGIN = register(Plugin(
     id="segformer_b3",

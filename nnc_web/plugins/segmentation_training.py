@@ -3,12 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnc_web.engine.detection_training.model import BACKBONE
-from nnc_web.engine.segmentation_training.bundle import ARCHITECTURE, load_segmenter, save_segmenter
-from nnc_web.engine.segmentation_training.data import load_segmentation_csv
-from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
-from nnc_web.engine.segmentation_training.trainer import SegmentationTrainer
-from nnc_web.engine.training.trainer import TrainConfig, resolve_device
+from nnc_web.engine.bundle_kinds import DENSE_BACKBONE, LRASPP_SEGMENTER
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.evaluation import EVALUATORS
 from nnc_web.plugins.registry import Param, Plugin, register
@@ -16,6 +11,12 @@ from nnc_web.plugins.transfer_learning import complete
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.segmentation_training.bundle import save_segmenter
+    from nnc_web.engine.segmentation_training.data import load_segmentation_csv
+    from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
+    from nnc_web.engine.segmentation_training.trainer import SegmentationTrainer
+    from nnc_web.engine.training.trainer import TrainConfig
+
     run_row: RunInputs = params["_run"]
     train_csv, valid_csv = run_row.datasets()
     train, valid = load_segmentation_csv(train_csv), load_segmentation_csv(valid_csv)
@@ -37,13 +38,18 @@ def run(ctx, params: dict) -> dict:
 
 
 def evaluate_again(ctx, run_row: RunInputs, folder: Path) -> dict:
+    from nnc_web.engine.segmentation_training.bundle import load_segmenter
+    from nnc_web.engine.segmentation_training.data import load_segmentation_csv
+    from nnc_web.engine.segmentation_training.evaluation import evaluate_segmenter
+    from nnc_web.engine.training.trainer import resolve_device
+
     device = resolve_device("auto")
     model, manifest = load_segmenter(folder, str(device))
     return evaluate_segmenter(ctx.workdir, model, load_segmentation_csv(run_row.valid_csv), manifest["class_names"],
                               manifest["input_size"], device, ctx)
 
 
-EVALUATORS[ARCHITECTURE] = evaluate_again
+EVALUATORS[LRASPP_SEGMENTER] = evaluate_again
 
 PLUGIN = register(Plugin(
     id="semantic_segmentation",
@@ -60,7 +66,7 @@ PLUGIN = register(Plugin(
     runner=run,
     completer=complete,
     cross_check=lambda params: {} if params["input_size"] % 32 == 0 else {"input_size": "must be a multiple of 32"},
-    weights=lambda params: BACKBONE,
+    weights=lambda params: DENSE_BACKBONE,
     config_fields=("max_epoch", "batch_size", "optimizer", "learning_rate", "schedule", "augmentation", "save_best",
                    "seed", "device", "devices", "nodes"),
 ))

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 
-from nnc_web.engine.training.tabular_mlp import (
-    load_tabular_csv,
-    predict_tabular,
-    save_tabular_bundle,
-    train_tabular,
-    write_tabular_output,
-)
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.transfer_learning import complete
 
 
 def run(ctx, params: dict) -> dict:
+    from nnc_web.engine.training.tabular_mlp import (
+        load_tabular_csv,
+        predict_tabular,
+        save_tabular_bundle,
+        train_tabular,
+        write_tabular_output,
+    )
+
     run = params.pop("_run")
     train = load_tabular_csv(run.train_csv)
     valid = load_tabular_csv(run.valid_csv)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from nnc_web.engine.analysis.table import load_table
-from nnc_web.engine.analysis.tiles import tile_images
 from nnc_web.engine.reporting import log_list
 from nnc_web.plugins.postprocess import (
     input_param,
@@ -17,6 +16,8 @@ from nnc_web.plugins.registry import Param, Plugin, register
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.tiles import tile_images
+
     table = load_table(params["input"])
     variables = [v.strip() for v in (params.get("variable") or "").split(",") if v.strip()] or None
     image, skipped = tile_images(table, resolver_for(params, params["input"]), variables, params["image_width"],

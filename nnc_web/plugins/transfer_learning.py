@@ -1,17 +1,20 @@
 """Training: transfer learning from a pretrained backbone of the model store (NNC's plugin)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nnc_web import storage
 from nnc_web.engine.model_store import BACKBONES
-from nnc_web.engine.training.bundle import save_bundle
-from nnc_web.engine.training.data import load_classification_csv
-from nnc_web.engine.training.evaluation import evaluate_into
-from nnc_web.engine.training.trainer import TrainConfig, Trainer
 from nnc_web.plugins.context import RunInputs
 from nnc_web.plugins.registry import Param, Plugin, register
 
+if TYPE_CHECKING:
+    from nnc_web.engine.training.trainer import TrainConfig
+
 
 def train_config(config: dict, params: dict) -> TrainConfig:
+    from nnc_web.engine.training.trainer import TrainConfig
+
     return TrainConfig(
         max_epoch=config["max_epoch"], batch_size=config["batch_size"], optimizer=config["optimizer"],
         learning_rate=config["learning_rate"], schedule=config["schedule"],
@@ -23,6 +26,11 @@ def train_config(config: dict, params: dict) -> TrainConfig:
 def train_and_evaluate(ctx, run: RunInputs, backbone_id: str, config_for, eval_batch_size: int = 64) -> dict:
     """Train the run's model, evaluate it on the validation dataset, keep the bundle: the body of
     every image-classification training plugin. `config_for(run)` gives the TrainConfig."""
+    from nnc_web.engine.training.bundle import save_bundle
+    from nnc_web.engine.training.data import load_classification_csv
+    from nnc_web.engine.training.evaluation import evaluate_into
+    from nnc_web.engine.training.trainer import Trainer
+
     train = load_classification_csv(run.train_csv)
     valid = load_classification_csv(run.valid_csv)
     trainer = Trainer(backbone_id, train, valid, config_for(run), ctx.workdir, ctx,

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnc_web.engine.analysis.outputs import append_columns_csv
 from nnc_web.engine.analysis.table import find_columns, load_table, variable_names
-from nnc_web.engine.analysis.tsne import (
-    embed,
-    embedding_columns,
-    features_of_images,
-    load_vectors,
-    tsne_columns,
-)
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.reporting import log_list
-from nnc_web.engine.training.trainer import resolve_device
 from nnc_web.plugins.postprocess import (
     input_param,
     max_pixels,
@@ -32,6 +23,9 @@ FEATURES = "features"
 
 def _model_features(ctx, params: dict, table, resolver) -> tuple[np.ndarray, list[int], list[str]]:
     """The model's penultimate features of each row's image (the `x` column)."""
+    from nnc_web.engine.analysis.tsne import features_of_images
+    from nnc_web.engine.training.trainer import resolve_device
+
     if params["_workspace"].model is None:
         raise UserError("the features variable needs a trained model: run t-SNE on a training run")
     column = find_columns(table.header, "x")[0]
@@ -50,6 +44,9 @@ def _model_features(ctx, params: dict, table, resolver) -> tuple[np.ndarray, lis
 
 
 def run(ctx, params: dict) -> list:
+    from nnc_web.engine.analysis.outputs import append_columns_csv
+    from nnc_web.engine.analysis.tsne import embed, embedding_columns, load_vectors, tsne_columns
+
     table = load_table(params["input"])
     resolver = resolver_for(params, params["input"])
     variable = params["variable"]

@@ -42,6 +42,16 @@ def test_hub_models_say_how_to_get_their_weights(tmp_path, monkeypatch):
         model_store.load_backbone("resnet18")
 
 
+def test_hub_dir_is_torch_hubs_with_or_without_torch_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    assert model_store.hub_dir() == tmp_path / "th" / "hub" == model_store.Path(torch.hub.get_dir())
+    monkeypatch.delitem(model_store.sys.modules, "torch")  # the web side: torch never imported
+    assert model_store.hub_dir() == tmp_path / "th" / "hub"
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert model_store.hub_dir() == tmp_path / "cache" / "torch" / "hub"
+
+
 def test_imported_weights_are_checked_then_used(tmp_path, monkeypatch):
     monkeypatch.setenv("NNC_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from nnc_web.engine.anomaly.options import AUTO, parse_feature_ratio  # noqa: F401 - re-exported
 from nnc_web.engine.imaging import open_checked
 from nnc_web.engine.model_store import get_backbone, load_backbone
 from nnc_web.engine.reporting import UserError
@@ -77,22 +78,6 @@ def feature_shapes(backbone_id: str, layers: Sequence[str], input_size: int) -> 
         features = LayerFeatures(backbone_id, layers, body=get_backbone(backbone_id).build().eval())
         outputs = features(torch.zeros(1, 3, input_size, input_size))
     return [(int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for f in outputs]
-
-
-AUTO = "auto"
-
-
-def parse_feature_ratio(value: object) -> float | str:
-    """`auto` or a share of the channels in (0, 1] (a number or its text)."""
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return AUTO
-    try:
-        ratio = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        ratio = float("nan")
-    if isinstance(value, bool) or not 0 < ratio <= 1:
-        raise UserError("feature_ratio must be auto or a number above 0 and at most 1")
-    return ratio
 
 
 def kept_counts(channels: Sequence[int], ratio: float | str, auto_dims: int | None) -> list[int]:

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 from nnc_web.engine.anomaly.features import kept_counts
 from nnc_web.engine.anomaly.model import AnomalyModel, check_memory, memory_budget
+from nnc_web.engine.anomaly.options import GAUSSIAN_MODES
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 
-GAUSSIAN_MODES = ("dense", "1/16", "single")
 EPSILON = 0.01  # the paper's covariance regulariser
 INVERT_CHUNK_ELEMENTS = 1 << 21  # covariance entries inverted at a time (16 MB of float64)
 ACCUMULATE_CHUNK_ELEMENTS = 1 << 22  # centred batch vectors per update chunk (16 MB)

@@ -11,11 +11,13 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.model_store import model_dir
+
+if TYPE_CHECKING:  # torch is not imported here: the training form lists these architectures on the web
+    from torch import nn
 
 
 @dataclass(frozen=True)

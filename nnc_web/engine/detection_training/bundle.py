@@ -7,12 +7,13 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from nnc_web.engine.atomic import write_bundle
+from nnc_web.engine.bundle_kinds import CENTERNET_DETECTOR
 from nnc_web.engine.detection_training.model import BACKBONE, STRIDE, CenterNetDetector
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.training.bundle import FORMAT
 
-ARCHITECTURE = "centernet_detector"
+ARCHITECTURE = CENTERNET_DETECTOR
 
 
 def save_detector(folder: Path, model: CenterNetDetector, class_names: list[str], input_size: int, threshold: float,

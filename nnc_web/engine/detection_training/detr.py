@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from nnc_web.engine.atomic import write_bundle
+from nnc_web.engine.bundle_kinds import DETR_DETECTOR, DETR_MODEL_ID
 from nnc_web.engine.detection_training.data import DetectionData, DetectionDataset, collate
 from nnc_web.engine.detection_training.trainer import check_data, truths_of
 from nnc_web.engine.hf_training import LoopResult, LoopSpec, train_loop
@@ -21,8 +22,8 @@ from nnc_web.engine.model_store import IMAGENET_MEAN, IMAGENET_STD
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 from nnc_web.engine.training.bundle import FORMAT
 
-MODEL_ID = "detr_resnet50"
-ARCHITECTURE = "detr_detector"
+MODEL_ID = DETR_MODEL_ID
+ARCHITECTURE = DETR_DETECTOR
 LOSS_PARTS = ("loss_ce", "loss_bbox", "loss_giou")
 
 

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nnc_web.engine.bundle_kinds import DENSE_BACKBONE
 from nnc_web.engine.model_store import load_backbone
 
-BACKBONE = "efficientnet_lite0"
+BACKBONE = DENSE_BACKBONE
 TAPS = (1, 2, 4, 6)  # Lite0 blocks ending at strides 4, 8, 16, 32
 TAP_CHANNELS = (24, 40, 112, 320)
 STRIDE = 4

@@ -7,13 +7,14 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from nnc_web.engine.atomic import write_bundle
+from nnc_web.engine.bundle_kinds import LRASPP_SEGMENTER
 from nnc_web.engine.detection_training.model import BACKBONE
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import UserError
 from nnc_web.engine.segmentation_training.model import LiteSegmenter
 from nnc_web.engine.training.bundle import FORMAT
 
-ARCHITECTURE = "lraspp_segmenter"
+ARCHITECTURE = LRASPP_SEGMENTER
 
 
 def save_segmenter(folder: Path, model: LiteSegmenter, class_names: list[str], input_size: int, training: dict,

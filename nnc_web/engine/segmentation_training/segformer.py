@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from nnc_web.engine.atomic import write_bundle
+from nnc_web.engine.bundle_kinds import SEGFORMER_MODEL_ID, SEGFORMER_SEGMENTER
 from nnc_web.engine.hf_training import LoopResult, LoopSpec, train_loop
 from nnc_web.engine.hf_weights import load_pretrained, require_weights, tiny_configs
 from nnc_web.engine.model_store import IMAGENET_MEAN, IMAGENET_STD
@@ -24,8 +25,8 @@ from nnc_web.engine.segmentation_training.data import SegmentationData, Segmenta
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.training.bundle import FORMAT
 
-MODEL_ID = "segformer_b3"
-ARCHITECTURE = "segformer_segmenter"
+MODEL_ID = SEGFORMER_MODEL_ID
+ARCHITECTURE = SEGFORMER_SEGMENTER
 
 
 def _labels(class_names: list[str]) -> dict:

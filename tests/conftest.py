@@ -53,7 +53,24 @@ def client_for():
 
 
 @pytest.fixture(scope="session")
-def live_stack(tmp_path_factory):
+def private_postgres():
+    """One private PostgreSQL server for the session's live tests (each takes its own database)."""
+    import tempfile
+
+    from tests.postgres import PrivatePostgres
+
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="nnc-pg-")))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory, private_postgres):
+    """The studio most live and browser tests share, on PostgreSQL as deployed (every state change, JSON
+    field and migration proven on it); the restart tests start their own on SQLite, the default."""
     from nnc_web.launcher import free_port
 
     data_dir = tmp_path_factory.mktemp("live")
@@ -61,10 +78,13 @@ def live_stack(tmp_path_factory):
     # folder that tests fill to import from.
     server_data = data_dir / "server-data"
     server_data.mkdir()
+    database_url = private_postgres.database("live")
     process, info = start_stack(data_dir, free_port(), extra_env={
-        "NNC_UPLOAD_CHUNK_BYTES": "65536", "NNC_IMPORT_DIRS": str(server_data),
+        "DATABASE_URL": database_url, "NNC_UPLOAD_CHUNK_BYTES": "65536",
+        "NNC_IMPORT_DIRS": str(server_data),
         "NNC_HEARTBEAT_SECONDS": "1", "NNC_HEARTBEAT_GRACE_SECONDS": "4"})  # lost workers found fast
     info["data_dir"] = data_dir
+    info["database_url"] = database_url  # what a manage.py command against this studio needs too
     info["server_data"] = server_data
     info["process"] = process
     yield info

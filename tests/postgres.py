@@ -52,8 +52,12 @@ class PrivatePostgres:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "nnc", "--auth=trust", "-E", "UTF8")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"), "-w",
                   "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start")
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "nnc", "nnc")
-        return f"postgres://nnc@127.0.0.1:{self.port}/nnc"
+        return self.database("nnc")
+
+    def database(self, name: str) -> str:
+        """A new, empty database on this server: its URL."""
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "nnc", name)
+        return f"postgres://nnc@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         try:

@@ -17,8 +17,9 @@ def start_stack(data_dir: Path, port: int, extra_env: dict | None = None,
     """Run `manage.py runstack` in a subprocess with the real settings; wait for its ready file."""
     ready = data_dir / "ready.json"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DRAMATIQ_BROKER")}
+    # Two web servers: what the tests check of several (one port, one killed) needs no more on 2 cores.
     env.update({"DJANGO_SETTINGS_MODULE": "nnc_web.settings", "NNC_DATA_DIR": str(data_dir),
-                "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+                "PYTHONUNBUFFERED": "1", "NNC_WEB_PROCESSES": "2", **(extra_env or {})})
     log = open(data_dir / "launcher.log", "w")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runstack", "--port", str(port), "--ready-file", str(ready),

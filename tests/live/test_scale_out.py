@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 
 from nnc_web.launcher import free_port
 from tests.live.test_stack import FINAL, wait_for
-from tests.postgres import PrivatePostgres
 from tests.sample_data import digit_images, write_class_zip
 from tests.stack import ROOT, start_stack, stop_stack
 
@@ -28,12 +26,8 @@ GRACE = {"NNC_HEARTBEAT_GRACE_SECONDS": "3", "NNC_HEARTBEAT_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
-    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="nnc-pg-")))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+def postgres_url(private_postgres):
+    return private_postgres.database("scaleout")
 
 
 def start_worker_machine(folder: Path, name: str, shared: dict) -> tuple[subprocess.Popen, dict]:

@@ -164,7 +164,8 @@ def test_run_plugin_wait_uses_the_running_studio(live_stack, live_client, tmp_pa
     username = client.get("/api/auth/me/").json()["user"]["username"]
     archive = write_class_zip(tmp_path / "cli.zip", digit_images(8, 2))
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DRAMATIQ_BROKER")}
-    env.update(DJANGO_SETTINGS_MODULE="nnc_web.settings", NNC_DATA_DIR=str(live_stack["data_dir"]))
+    env.update(DJANGO_SETTINGS_MODULE="nnc_web.settings", NNC_DATA_DIR=str(live_stack["data_dir"]),
+               DATABASE_URL=live_stack["database_url"])
     result = subprocess.run(
         [sys.executable, "manage.py", "run_plugin", "image_classification", "--user", username, "--wait",
          "--param", f"source={archive}", "--param", "width=8", "--param", "height=8",
@@ -229,51 +230,40 @@ def test_killed_worker_marks_the_run_lost_and_it_resumes_from_the_checkpoint(liv
     assert total == 18 and finished["metrics"]["accuracy"] == pytest.approx((total - wrong) / total)
 
 
-def test_a_crashed_broker_or_web_server_is_restarted_and_work_goes_on(tmp_path):
+def crash_broker_and_web_server_then_convert(process, info: dict, client, data_dir: Path) -> None:
+    """SIGKILL the broker, then a web server: the launcher restarts both (the broker on its port) and the
+    workers take jobs again."""
     import requests
 
     from nnc_web.launcher import redis_ping
-    from tests.conftest import LiveClient
 
-    process, info = start_stack(tmp_path, free_port())
-    try:
-        os.kill(info["pids"]["redis"], signal.SIGKILL)
-        wait_for(lambda: "[redis] exited" in (tmp_path / "launcher.log").read_text(), timeout=30,
-                 message="the launcher did not notice the broker died")
-        wait_for(lambda: redis_ping(info["redis_url"]), timeout=30, message="redis did not come back on its port")
-        os.kill(info["pids"]["daphne"], signal.SIGKILL)
-        time.sleep(1)
+    os.kill(info["pids"]["redis"], signal.SIGKILL)
+    wait_for(lambda: "[redis] exited" in (data_dir / "launcher.log").read_text(), timeout=30,
+             message="the launcher did not notice the broker died")
+    wait_for(lambda: redis_ping(info["redis_url"]), timeout=30, message="redis did not come back on its port")
+    os.kill(info["pids"]["daphne"], signal.SIGKILL)
+    time.sleep(1)
 
-        def healthy() -> bool:
-            try:
-                return requests.get(info["url"] + "healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
+    def healthy() -> bool:
+        try:
+            return requests.get(info["url"] + "healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
-        wait_for(healthy, timeout=60, message="the web server was not restarted")
-        assert process.poll() is None  # the studio kept running
-        client = LiveClient(info["url"])
-        client.sign_up("survivor")
-        upload = client.upload(write_class_zip(tmp_path / "d.zip", digit_images(8, 2)))
-        job = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
-            "source": upload["id"], "width": 8, "height": 8}}).json()
-        wait_for(lambda: client.get(f"/api/jobs/{job['id']}/").json()["state"] == "succeeded", timeout=60,
-                 message="the workers did not take jobs after the broker came back")
-        children = descendants(process.pid)
-        web = {name for name in info["pids"] if name.startswith("daphne")}
-        assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu", "serving"} and len(web) >= 2
-        assert len(children) > len(info["pids"])  # the workers' own processes too
-    finally:
-        stop_stack(process)
-    assert process.returncode == 0  # a clean Ctrl-C (SIGTERM) ...
-    assert_none_left(children)  # ... leaves no process, the restarted broker and web server included
-    assert not (tmp_path / "run" / "redis_url").exists()
+    wait_for(healthy, timeout=60, message="the web server was not restarted")
+    assert process.poll() is None  # the studio kept running
+    upload = client.upload(write_class_zip(data_dir / "after-crash.zip", digit_images(8, 2)))
+    job = client.post("/api/jobs/", json={"plugin": "image_classification", "params": {
+        "source": upload["id"], "width": 8, "height": 8}}).json()
+    wait_for(lambda: client.get(f"/api/jobs/{job['id']}/").json()["state"] == "succeeded", timeout=60,
+             message="the workers did not take jobs after the broker came back")
 
 
-def test_a_studio_killed_mid_run_leaves_no_job_running_or_stuck_after_restart(tmp_path):
+def test_a_studio_killed_mid_run_restarts_clean_and_survives_its_broker_and_web_server_crashing(tmp_path):
     """SIGKILL the launcher (web, broker and workers die with it) while one run trains and a second waits
     in the single-threaded gpu queue; after a restart the first is `worker lost` and resumable, the second
-    runs: nothing is left `running` or `queued` for ever."""
+    runs: nothing is left `running` or `queued` for ever. The restarted studio then loses its broker and a
+    web server and goes on; Ctrl-C leaves no process behind (one studio start serves both stories)."""
     from tests.conftest import LiveClient
 
     grace = {"NNC_HEARTBEAT_GRACE_SECONDS": "3", "NNC_HEARTBEAT_SECONDS": "1"}
@@ -316,5 +306,13 @@ def test_a_studio_killed_mid_run_leaves_no_job_running_or_stuck_after_restart(tm
         ended = wait_for(lambda: (r := client.get(f"/api/runs/{second['id']}/").json())["state"] in FINAL and r,
                          timeout=120, message="the queued run was never sent again")
         assert ended["state"] == "succeeded" and [h["epoch"] for h in ended["history"]] == [1]
+        crash_broker_and_web_server_then_convert(process, info, client, tmp_path)
+        children = descendants(process.pid)
+        web = {name for name in info["pids"] if name.startswith("daphne")}
+        assert set(info["pids"]) - web == {"redis", "worker", "worker-gpu", "serving"} and len(web) >= 2
+        assert len(children) > len(info["pids"])  # the workers' own processes too
     finally:
         stop_stack(process)
+    assert process.returncode == 0  # a clean Ctrl-C (SIGTERM) ...
+    assert_none_left(children)  # ... leaves no process, the restarted broker and web server included
+    assert not (tmp_path / "run" / "redis_url").exists()

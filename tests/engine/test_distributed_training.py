@@ -297,3 +297,34 @@ def test_two_nodes_played_by_one_machine_train_together(digits, tmp_path, monkey
     with pytest.raises(SystemExit) as refused:
         distributed._join([str(workdir), "--node-rank", "1"])
     assert refused.value.code == 2
+
+
+def test_a_joining_node_refuses_datasets_other_than_node_zeros(tmp_path, capsys, monkeypatch):
+    """Node 0's spec carries its CSVs' digests: another mount, or a dataset replaced during the run, stops the
+    join with a message before any rank starts (it would otherwise train on other data in silence)."""
+    from dataclasses import asdict
+
+    train, valid = tmp_path / "train.csv", tmp_path / "valid.csv"
+    train.write_text("x:image,y:label\n./a.png,0\n")
+    valid.write_text("x:image,y:label\n./b.png,1\n")
+    config = asdict(TrainConfig(devices=1, nodes=two_nodes_here(monkeypatch)))
+    distributed.write_spec(tmp_path, {"backbone_id": "efficientnet_lite0", "train_csv": str(train),
+                                      "valid_csv": str(valid), "config": config, "workdir": str(tmp_path),
+                                      "cache_dir": str(tmp_path), "resume": False, "master_port": 1})
+    spec = json.loads((tmp_path / distributed.SPEC_NAME).read_text())
+    assert set(spec["digests"]) == {"train_csv", "valid_csv"}
+    distributed.check_datasets(spec)  # the same files: nothing to say
+    valid.write_text("x:image,y:label\n./b.png,0\n")  # one label changed
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as refused:
+            distributed._join([str(tmp_path), "--node-rank", "1"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert refused.value.code == 1
+    message = capsys.readouterr().err
+    assert "the validation dataset (valid.csv) differs from the one node 0 read" in message
+    assert str(tmp_path) not in message
+    train.unlink()
+    with pytest.raises(UserError, match=r"the training dataset \(train.csv\) is not in this machine's data folder"):
+        distributed.check_datasets(spec)

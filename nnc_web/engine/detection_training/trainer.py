@@ -203,9 +203,9 @@ class DetectionTrainer:
 
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> DetectionResult:
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
-        model, outcome = ranks.train_in_processes(self, "detector", _rank_main, args, placement,
-                                                  functools.partial(CenterNetDetector, len(self.class_names), pretrained=False),
-                                                  resume=resume)
+        model, outcome = ranks.train_in_processes(
+            self, lambda port: ranks.node_spec(self, "detector", resume, port), _rank_main, args, placement,
+            functools.partial(CenterNetDetector, len(self.class_names), pretrained=False))
         return DetectionResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, parts: dict, seconds: float) -> None:

@@ -175,9 +175,9 @@ class SegmentationTrainer:
 
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> SegmentationResult:
         args = (self.train_data, self.valid_data, self.class_names, self.config, resume)
-        model, outcome = ranks.train_in_processes(self, "segmenter", _rank_main, args, placement,
-                                                  functools.partial(LiteSegmenter, len(self.class_names), pretrained=False),
-                                                  resume=resume)
+        model, outcome = ranks.train_in_processes(
+            self, lambda port: ranks.node_spec(self, "segmenter", resume, port), _rank_main, args, placement,
+            functools.partial(LiteSegmenter, len(self.class_names), pretrained=False))
         return SegmentationResult(model.eval(), outcome["history"], outcome["best_epoch"])
 
     def _end_epoch(self, model, optimizer, scheduler, state: _State, epoch: int, train_loss: float,

@@ -21,6 +21,7 @@ and every rank connects to it as a client, as torchrun's agent does: the port is
 it is chosen until the run ends, so no other program can take it in between."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -47,6 +48,7 @@ POLL_SECONDS = 0.1  # how often the worker relays rank 0's reports and its own c
 GRACE_SECONDS = 5.0  # after one rank failed, how long the others get before SIGTERM (then SIGKILL)
 CANCEL_SECONDS = 10.0  # after a cancel, how long the ranks get to stop by themselves at a batch's end
 SPEC_NAME = "distributed.json"  # what node 0 leaves in the shared job folder for the other nodes
+DATASET_KEYS = ("train_csv", "valid_csv")  # the spec's datasets, whose digests a joining node checks
 # The trainers a joining node can start, by the spec's `kind` (a spec without one is the classifier's:
 # written before the detector and the segmenter took several machines). A fixed list: a spec in shared
 # storage names one of these, never a module to import.
@@ -401,10 +403,34 @@ def _outcome(outcome: dict, failure: Exception | None, placement: Placement, sto
 
 # -- the other nodes -------------------------------------------------------------------------------
 def write_spec(workdir: Path, spec: dict) -> None:
-    """What node 0 leaves in the (shared) job folder for the other nodes to join the same run."""
+    """What node 0 leaves in the (shared) job folder for the other nodes to join the same run, with the
+    SHA-256 of the datasets' CSVs as node 0 read them (check_datasets)."""
     from nnc_web.engine.atomic import replace_atomically
 
+    spec = {**spec, "digests": {key: _digest(Path(spec[key])) for key in DATASET_KEYS if spec.get(key)}}
     replace_atomically(workdir / SPEC_NAME, lambda path: path.write_text(json.dumps(spec)))
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_datasets(spec: dict) -> None:
+    """A joining node trains on the very CSVs node 0 read: the same shared folder, unchanged since. Another
+    mount, or a dataset replaced in between, would silently give the ranks different data."""
+    for key, digest in spec.get("digests", {}).items():
+        what = "training" if key == "train_csv" else "validation"
+        path = Path(spec[key])
+        if not path.is_file():
+            raise UserError(f"the {what} dataset ({path.name}) is not in this machine's data folder: NNC_DATA_DIR "
+                            f"must be the same shared folder on every node")
+        if _digest(path) != digest:
+            raise UserError(f"the {what} dataset ({path.name}) differs from the one node 0 read: NNC_DATA_DIR must "
+                            f"be the same shared folder on every node, and the dataset unchanged during the run")
 
 
 def placement_dict(placement: Placement) -> dict:
@@ -429,6 +455,7 @@ def join_placement(spec: dict, node_rank: int):
     os.environ.setdefault(NODES_SETTING, ",".join(parse_nodes_syntax(spec["config"]["nodes"])))
     config = TrainConfig(**spec["config"])
     config.check()
+    check_datasets(spec)
     os.environ["NNC_NODE_RANK"] = str(node_rank)  # what this node is, whatever its host name
     placement = plan(config.devices, config.nodes, resolve_device(config.device).type == "cuda")
     if len(placement.nodes) < 2:

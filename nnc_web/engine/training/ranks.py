@@ -51,24 +51,26 @@ def rank_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank: 
     return DataLoader(dataset, batch_size=rank_batch(batch_size, rank.world), sampler=sampler, collate_fn=collate_fn)
 
 
-def train_in_processes(trainer, what: str, entry, args: tuple, placement: distributed.Placement,
-                       make_model: Callable[[], nn.Module], resume: bool = False) -> tuple[nn.Module, dict]:
-    """A distributed run of the detector's or segmenter's `trainer` (`what`: detector | segmenter, the
-    spec's kind on several machines): launch this node's ranks (each runs `entry`), relay rank 0's reports,
-    then load into a model of `make_model` what rank 0 wrote (the best epoch, or the last), as a single
-    run returns it, with rank 0's outcome (history, best epoch). The model is made after the ranks end:
-    the launcher holds no GPU memory while they train."""
+def train_in_processes(trainer, spec: Callable[[int], dict], entry, args: tuple, placement: distributed.Placement,
+                       make_model: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
+    """A distributed run of a classifier's, detector's or segmenter's `trainer`: launch this node's ranks
+    (each runs `entry`), relay rank 0's reports, then load into a model of `make_model` what rank 0 wrote
+    (the best epoch, or the last), as a single run returns it, with rank 0's outcome (history, best epoch).
+    On several machines, node 0 holds the rendezvous port and leaves `spec(port)` for the other nodes
+    while its ranks run. The model is made after the ranks end: the launcher holds no GPU memory while
+    they train."""
     trainer.reporter.log(describe_batches(placement, trainer.config.batch_size))
+    if placement.nodes:
+        placement.master_port = distributed.rendezvous_port(placement)
     try:
         if placement.nodes:
-            placement.master_port = distributed.rendezvous_port(placement)
-            distributed.write_spec(trainer.workdir, node_spec(trainer, what, resume, placement.master_port))
+            distributed.write_spec(trainer.workdir, spec(placement.master_port))
         outcome = distributed.launch(entry, trainer.workdir, args, placement, trainer.reporter,
                                      on_start=lambda processes: setattr(trainer, "processes", processes))
-    finally:  # a node joining later must not find this attempt's port
+    finally:  # a node joining later must not find this attempt's spec or port; a store no launch took is closed
         if placement.nodes:
-            distributed.release_port(placement.master_port)
             (trainer.workdir / distributed.SPEC_NAME).unlink(missing_ok=True)
+            distributed.release_port(placement.master_port)
     model = make_model().to(trainer.device)
     saved = torch.load(trainer.checkpoint_path, map_location=trainer.device, weights_only=True)
     model.load_state_dict(saved["model"])

@@ -317,26 +317,11 @@ class Trainer:
     def _run_distributed(self, resume: bool, placement: distributed.Placement) -> TrainResult:
         """Launch the ranks, relay rank 0's reports, then take the model rank 0 wrote (the best, or the
         last epoch's) as a single run returns it."""
-        config = self.config
-        self.reporter.log(ranks.describe_batches(placement, config.batch_size))
-        args = (self.backbone_id, self.train_data, self.valid_data, config, self.cache_dir, resume)
-        if placement.nodes:
-            placement.master_port = distributed.rendezvous_port(placement)
-        try:
-            if placement.nodes:
-                distributed.write_spec(self.workdir, _spec(self, resume, placement.master_port))
-            outcome = distributed.launch(_rank_main, self.workdir, args, placement, self.reporter,
-                                         on_start=lambda processes: setattr(self, "processes", processes))
-        finally:  # a node joining later must not find this attempt's port; a store no launch took is closed
-            if placement.nodes:
-                (self.workdir / distributed.SPEC_NAME).unlink(missing_ok=True)
-                distributed.release_port(placement.master_port)
-        model = TransferClassifier(self.backbone_id, self.num_classes, pretrained=False).to(self.device)  # weights below
-        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        if config.save_best and self.best_path.exists():
-            model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
-        return TrainResult(model.eval(), outcome["history"], outcome["best_epoch"], config)
+        args = (self.backbone_id, self.train_data, self.valid_data, self.config, self.cache_dir, resume)
+        model, outcome = ranks.train_in_processes(
+            self, lambda port: _spec(self, resume, port), _rank_main, args, placement,
+            lambda: TransferClassifier(self.backbone_id, self.num_classes, pretrained=False))  # rank 0's weights
+        return TrainResult(model.eval(), outcome["history"], outcome["best_epoch"], self.config)
 
     def _log_head_fit(self, path: list[float]) -> None:
         kept = ("the validation error picks the best" if self.config.save_best

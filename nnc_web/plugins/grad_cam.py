@@ -3,11 +3,8 @@ row of a CSV (`grad_cam_batch`: `gradcam/0000/<row>.png` pictures, the input wit
 `gradcam` and a last column `gradcam_map` of float16 maps at the input size)."""
 from __future__ import annotations
 
-from nnc_web.engine.xai.batch import BatchSpec
-from nnc_web.engine.xai.classifier import ImageClassifier
-from nnc_web.engine.xai.gradcam import check_layer, grad_cam, overlays, upsample
-from nnc_web.engine.xai.memory import fitted_batch, memory_errors
-from nnc_web.engine.xai.pictures import gradcam_overlay
+from typing import TYPE_CHECKING
+
 from nnc_web.plugins.postprocess import input_param, output_param, record_outputs
 from nnc_web.plugins.registry import Plugin, register
 from nnc_web.plugins.xai_image import (
@@ -26,11 +23,16 @@ from nnc_web.plugins.xai_image import (
     save_single,
 )
 
+if TYPE_CHECKING:
+    from nnc_web.engine.xai.classifier import ImageClassifier
+
 BATCH = 16  # images per forward/backward pass of the batch form (fewer when memory is short)
 METHOD = "Grad-CAM"
 
 
 def _layer(ctx, params: dict, classifier: ImageClassifier):
+    from nnc_web.engine.xai.gradcam import check_layer
+
     name, layer = classifier.layer(params["target_layer"])
     check_layer(name, layer)
     ctx.log(f"target layer {name}" + (" (the default for this model)" if name == classifier.default_layer else ""))
@@ -38,6 +40,10 @@ def _layer(ctx, params: dict, classifier: ImageClassifier):
 
 
 def run_single(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.gradcam import grad_cam, upsample
+    from nnc_web.engine.xai.memory import memory_errors
+    from nnc_web.engine.xai.pictures import gradcam_overlay
+
     classifier = open_classifier(ctx, params, METHOD)
     layer = _layer(ctx, params, classifier)
     image, _ = clicked_image(ctx, params, classifier)
@@ -51,6 +57,10 @@ def run_single(ctx, params: dict) -> list:
 
 
 def run_batch_form(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.batch import BatchSpec
+    from nnc_web.engine.xai.gradcam import overlays
+    from nnc_web.engine.xai.memory import fitted_batch
+
     classifier = open_classifier(ctx, params, METHOD)
     layer = _layer(ctx, params, classifier)
     chunk = fitted_batch(BATCH, classifier.input_size, classifier.saved_bytes_per_pixel, True, classifier.device)

@@ -3,11 +3,8 @@ most important segments, the rest grey 192) or every row of a CSV (`lime_image_b
 and the input with a first column `lime`)."""
 from __future__ import annotations
 
-from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
-from nnc_web.engine.xai.classifier import ImageClassifier, to_pixels
-from nnc_web.engine.xai.lime_image import BATCH, lime_weights, superpixels, top_segments
-from nnc_web.engine.xai.memory import fitted_batch, memory_errors
-from nnc_web.engine.xai.pictures import lime_picture
+from typing import TYPE_CHECKING
+
 from nnc_web.plugins.postprocess import input_param, output_errors, output_param, record_outputs
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.xai_image import (
@@ -23,12 +20,20 @@ from nnc_web.plugins.xai_image import (
     save_single,
 )
 
+if TYPE_CHECKING:
+    from nnc_web.engine.xai.classifier import ImageClassifier
+
 METHOD = "LIME"
 
 
 def explain_one(ctx, params: dict, classifier: ImageClassifier, unit, class_index: int, batch: int,
                 progress: bool) -> tuple:
     """The picture, the segment weights and how many segments SLIC made, for one image."""
+    from nnc_web.engine.xai.classifier import to_pixels
+    from nnc_web.engine.xai.lime_image import lime_weights, superpixels, top_segments
+    from nnc_web.engine.xai.memory import memory_errors
+    from nnc_web.engine.xai.pictures import lime_picture
+
     pixels = to_pixels(unit)
     segments, note = superpixels(pixels, params["num_segments"])
     if note:
@@ -42,6 +47,9 @@ def explain_one(ctx, params: dict, classifier: ImageClassifier, unit, class_inde
 
 
 def _batch(classifier: ImageClassifier) -> int:
+    from nnc_web.engine.xai.lime_image import BATCH
+    from nnc_web.engine.xai.memory import fitted_batch
+
     return fitted_batch(BATCH, classifier.input_size, classifier.saved_bytes_per_pixel, False, classifier.device)
 
 
@@ -57,6 +65,8 @@ def run_single(ctx, params: dict) -> list:
 
 
 def run_batch_form(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
+
     classifier = open_classifier(ctx, params, METHOD)
     batch = _batch(classifier)
 

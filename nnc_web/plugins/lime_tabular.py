@@ -4,21 +4,12 @@ bars and a beeswarm). The parameter helpers are shared with Kernel SHAP (shap_ta
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.reporting import check_stop
-from nnc_web.engine.training.trainer import resolve_device
-from nnc_web.engine.xai.lime_tabular import TabularLime, write_lime_batch_csv, write_lime_csv
-from nnc_web.engine.xai.tabular import (
-    Encoding,
-    TabularTask,
-    display_values,
-    load_task,
-    pick_row,
-)
-from nnc_web.engine.xai.tabular_plots import beeswarm, importance_bars, mean_abs_bars, scaled
 from nnc_web.plugins.postprocess import (
     input_param,
     output_errors,
@@ -28,6 +19,9 @@ from nnc_web.plugins.postprocess import (
     reserve_beside,
 )
 from nnc_web.plugins.registry import Param, Plugin, register
+
+if TYPE_CHECKING:
+    from nnc_web.engine.xai.tabular import TabularTask
 
 
 def model_param() -> Param:
@@ -50,6 +44,9 @@ def class_param() -> Param:
 
 def tabular_task(ctx, params: dict) -> tuple[TabularTask, int]:
     """The model, the input and training rows and the features; the class checked against the model."""
+    from nnc_web.engine.training.trainer import resolve_device
+    from nnc_web.engine.xai.tabular import load_task
+
     train = params.get("train")
     if train is None:
         run = params["_workspace"].run
@@ -67,6 +64,9 @@ def tabular_task(ctx, params: dict) -> tuple[TabularTask, int]:
 
 def feature_colours(task: TabularTask) -> np.ndarray:
     """The beeswarm's colour per row and feature: the value scaled to 0..1; none for a category."""
+    from nnc_web.engine.xai.tabular import Encoding
+    from nnc_web.engine.xai.tabular_plots import scaled
+
     grouped = Encoding(task.features, task.rows.x.shape[1]).group(task.rows.x)
     colours = scaled(grouped)
     colours[:, [j for j, f in enumerate(task.features) if f.categorical]] = np.nan
@@ -74,6 +74,10 @@ def feature_colours(task: TabularTask) -> np.ndarray:
 
 
 def run_single(ctx, params: dict) -> list[Path]:
+    from nnc_web.engine.xai.lime_tabular import TabularLime, write_lime_csv
+    from nnc_web.engine.xai.tabular import display_values, pick_row
+    from nnc_web.engine.xai.tabular_plots import importance_bars
+
     task, class_index = tabular_task(ctx, params)
     row = pick_row(task.rows, params["index"])
     explainer = TabularLime(task.model, task.features, task.train.x, params["num_samples"])
@@ -93,6 +97,9 @@ def run_single(ctx, params: dict) -> list[Path]:
 
 
 def run_batch(ctx, params: dict) -> list[Path]:
+    from nnc_web.engine.xai.lime_tabular import TabularLime, write_lime_batch_csv
+    from nnc_web.engine.xai.tabular_plots import beeswarm, mean_abs_bars
+
     task, class_index = tabular_task(ctx, params)
     explainer = TabularLime(task.model, task.features, task.train.x, params["num_samples"])
     count = len(task.rows.x)

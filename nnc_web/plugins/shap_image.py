@@ -4,16 +4,12 @@ or of every row of a CSV, which is also the background (`shap_image_batch`: `sha
 the input with a first column `shap`)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from nnc_web.engine.analysis.table import find_columns, is_image_cell, load_image, load_table
 from nnc_web.engine.errors import UserError
-from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
-from nnc_web.engine.xai.classifier import ImageClassifier, to_pixels
-from nnc_web.engine.xai.memory import check_batch, memory_errors
-from nnc_web.engine.xai.pictures import shap_picture
-from nnc_web.engine.xai.shap_image import expected_gradients
 from nnc_web.plugins.postprocess import input_param, max_pixels, output_param, record_outputs, resolver_for
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.xai_image import (
@@ -32,6 +28,11 @@ from nnc_web.plugins.xai_image import (
     save_single,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from nnc_web.engine.xai.classifier import ImageClassifier
+
 METHOD = "SHAP"
 SEED = 0
 MAX_BACKGROUND = 100  # background images kept in memory (drawn once, seeded, from the input's rows)
@@ -39,6 +40,8 @@ MAX_BACKGROUND = 100  # background images kept in memory (drawn once, seeded, fr
 
 def background(ctx, params: dict, classifier: ImageClassifier, variable: str | None) -> torch.Tensor:
     """Up to MAX_BACKGROUND (and num_samples) images of the input table, in a seeded random order."""
+    import torch
+
     table = load_table(params["input"])
     if variable is not None:
         column = find_columns(table.header, variable, table.name)[0]
@@ -73,6 +76,9 @@ def _layer(ctx, params: dict, classifier: ImageClassifier):
 
 def _values(ctx, params: dict, classifier: ImageClassifier, unit: torch.Tensor, base: torch.Tensor,
             class_index: int, layer, progress: bool = False) -> np.ndarray:
+    from nnc_web.engine.xai.memory import memory_errors
+    from nnc_web.engine.xai.shap_image import expected_gradients
+
     samples = params["num_samples"]
     with memory_errors("lower batch_size"):
         return expected_gradients(classifier, unit, base, class_index, samples, params["batch_size"], seed=SEED,
@@ -81,6 +87,8 @@ def _values(ctx, params: dict, classifier: ImageClassifier, unit: torch.Tensor, 
 
 
 def _prepare(ctx, params: dict, variable: str | None) -> tuple[ImageClassifier, torch.Tensor, object]:
+    from nnc_web.engine.xai.memory import check_batch
+
     classifier = open_classifier(ctx, params, METHOD)
     check_batch(params["batch_size"], classifier.input_size, classifier.saved_bytes_per_pixel, True,
                 classifier.device)
@@ -89,6 +97,9 @@ def _prepare(ctx, params: dict, variable: str | None) -> tuple[ImageClassifier, 
 
 
 def run_single(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.classifier import to_pixels
+    from nnc_web.engine.xai.pictures import shap_picture
+
     classifier, base, layer = _prepare(ctx, params, None)
     image, _ = clicked_image(ctx, params, classifier)
     unit = classifier.unit(image)
@@ -100,6 +111,10 @@ def run_single(ctx, params: dict) -> list:
 
 
 def run_batch_form(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
+    from nnc_web.engine.xai.classifier import to_pixels
+    from nnc_web.engine.xai.pictures import shap_picture
+
     classifier, base, layer = _prepare(ctx, params, params["input_variable"])
 
     def explain(items: list[Item]) -> list[Explained]:

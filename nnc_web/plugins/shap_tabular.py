@@ -4,21 +4,11 @@ mean |value| bars and a beeswarm)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnc_web.engine.analysis.outputs import reserve_output
 from nnc_web.engine.reporting import check_stop
-from nnc_web.engine.xai.shap_tabular import (
-    TabularKernelShap,
-    check_memory,
-    exhaustive,
-    sample_budget,
-    write_shap_batch_csv,
-    write_shap_csv,
-)
-from nnc_web.engine.xai.tabular import TabularTask, display_values, pick_row
-from nnc_web.engine.xai.tabular_plots import beeswarm, force_plot, mean_abs_bars
 from nnc_web.plugins.lime_tabular import (
     class_param,
     feature_colours,
@@ -37,8 +27,14 @@ from nnc_web.plugins.postprocess import (
 )
 from nnc_web.plugins.registry import Param, Plugin, register
 
+if TYPE_CHECKING:
+    from nnc_web.engine.xai.shap_tabular import TabularKernelShap
+    from nnc_web.engine.xai.tabular import TabularTask
+
 
 def _explainer(ctx, params: dict, task: TabularTask) -> TabularKernelShap:
+    from nnc_web.engine.xai.shap_tabular import TabularKernelShap, check_memory, exhaustive, sample_budget
+
     count, width = len(task.features), task.train.x.shape[1]
     needed = check_memory(len(task.train.x), width, count, params.get("memory_limit"))
     plan = (f"every one of the {2 ** count} coalitions (exact Shapley values)" if exhaustive(count)
@@ -48,6 +44,11 @@ def _explainer(ctx, params: dict, task: TabularTask) -> TabularKernelShap:
 
 
 def run_single(ctx, params: dict) -> list[Path]:
+    from nnc_web.engine.analysis.outputs import reserve_output
+    from nnc_web.engine.xai.shap_tabular import write_shap_csv
+    from nnc_web.engine.xai.tabular import display_values, pick_row
+    from nnc_web.engine.xai.tabular_plots import force_plot
+
     task, class_index = tabular_task(ctx, params)
     row = pick_row(task.rows, params["index"])
     explanation = _explainer(ctx, params, task).explain(task.rows.x[row], class_index)
@@ -69,6 +70,9 @@ def run_single(ctx, params: dict) -> list[Path]:
 
 
 def run_batch(ctx, params: dict) -> list[Path]:
+    from nnc_web.engine.xai.shap_tabular import write_shap_batch_csv
+    from nnc_web.engine.xai.tabular_plots import beeswarm, mean_abs_bars
+
     task, class_index = tabular_task(ctx, params)
     explainer = _explainer(ctx, params, task)
     count = len(task.rows.x)

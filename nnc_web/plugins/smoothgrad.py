@@ -3,11 +3,8 @@ magnitude) or of every row of a CSV (`smoothgrad_batch`: `smoothgrad/0000/<row>.
 with a first column `SmoothGrad`), as sony/nnc-plugin has them."""
 from __future__ import annotations
 
-from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
-from nnc_web.engine.xai.classifier import ImageClassifier
-from nnc_web.engine.xai.memory import fitted_batch, memory_errors
-from nnc_web.engine.xai.pictures import smoothgrad_picture
-from nnc_web.engine.xai.smoothgrad import smoothgrad
+from typing import TYPE_CHECKING
+
 from nnc_web.plugins.postprocess import input_param, output_param, record_outputs
 from nnc_web.plugins.registry import Param, Plugin, register
 from nnc_web.plugins.xai_image import (
@@ -25,12 +22,19 @@ from nnc_web.plugins.xai_image import (
     save_single,
 )
 
+if TYPE_CHECKING:
+    from nnc_web.engine.xai.classifier import ImageClassifier
+
 METHOD = "SmoothGrad"
 BATCH = 32  # noisy copies per forward/backward pass (fewer when memory is short)
 SEED = 0
 
 
 def _map(ctx, params: dict, classifier: ImageClassifier, image, class_index: int, batch: int):
+    from nnc_web.engine.xai.memory import memory_errors
+    from nnc_web.engine.xai.pictures import smoothgrad_picture
+    from nnc_web.engine.xai.smoothgrad import smoothgrad
+
     with memory_errors("the noisy copies do not fit in memory"):
         values = smoothgrad(classifier, classifier.tensor(image), class_index, params["noise_level"],
                             params["num_samples"], batch, seed=SEED, reporter=ctx)
@@ -38,6 +42,8 @@ def _map(ctx, params: dict, classifier: ImageClassifier, image, class_index: int
 
 
 def _batch(params: dict, classifier: ImageClassifier) -> int:
+    from nnc_web.engine.xai.memory import fitted_batch
+
     return fitted_batch(min(BATCH, params["num_samples"]), classifier.input_size, classifier.saved_bytes_per_pixel,
                         True, classifier.device)
 
@@ -51,6 +57,8 @@ def run_single(ctx, params: dict) -> list:
 
 
 def run_batch_form(ctx, params: dict) -> list:
+    from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
+
     classifier = open_classifier(ctx, params, METHOD)
     batch = _batch(params, classifier)
 

@@ -10,11 +10,6 @@ import numpy as np
 from nnc_web.engine.analysis.table import find_columns, load_image, load_table
 from nnc_web.engine.nnc_csv import write_csv
 from nnc_web.engine.reporting import UserError, check_stop
-from nnc_web.engine.xai.batch import Item, row_class
-from nnc_web.engine.xai.classifier import to_pixels
-from nnc_web.engine.xai.gradcam import overlays
-from nnc_web.engine.xai.pictures import save_png
-from nnc_web.engine.xai.why import pick_rows, side_by_side
 from nnc_web.plugins.grad_cam import _layer, target_layer_param
 from nnc_web.plugins.postprocess import (
     input_param,
@@ -37,6 +32,12 @@ HEADER = ["why", "class", "kind", "rank", "index", "x", "y", "predicted", "score
 
 
 def run(ctx, params: dict) -> list[Path]:
+    from nnc_web.engine.xai.batch import Item, row_class
+    from nnc_web.engine.xai.classifier import to_pixels
+    from nnc_web.engine.xai.gradcam import overlays
+    from nnc_web.engine.xai.pictures import save_png
+    from nnc_web.engine.xai.why import pick_rows, side_by_side
+
     classifier = open_classifier(ctx, params, "Grad-CAM")
     if classifier.num_classes == 1:
         raise UserError("Why did it fail compares a classifier's classes; this model has one output (an anomaly "

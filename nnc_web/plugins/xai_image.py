@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 
-import nnc_web.engine.anomaly.bundle  # noqa: F401 - registers the anomaly bundles' loaders (their score is explained)
 from nnc_web.engine.analysis.table import CellResolver, load_image
 from nnc_web.engine.model_store import BACKBONES, GRADCAM_LAYERS
-from nnc_web.engine.training.trainer import resolve_device
-from nnc_web.engine.xai.batch import BatchSpec, Explained, Item, explain_table
-from nnc_web.engine.xai.classifier import ImageClassifier, load_image_classifier
-from nnc_web.engine.xai.pictures import save_png
 from nnc_web.plugins.context import Workspace
 from nnc_web.plugins.postprocess import max_pixels, output_errors, output_path, resolver_for
 from nnc_web.plugins.registry import Param
+
+if TYPE_CHECKING:
+    import torch
+
+    from nnc_web.engine.xai.batch import BatchSpec, Explained, Item
+    from nnc_web.engine.xai.classifier import ImageClassifier
 
 PREDICTED = -1
 
@@ -58,6 +59,10 @@ def layer_param(name: str, default: str, help_text: str) -> Param:
 
 
 def open_classifier(ctx, params: dict, method: str) -> ImageClassifier:
+    import nnc_web.engine.anomaly.bundle  # noqa: F401 - registers the anomaly bundles' loaders (their score is explained)
+    from nnc_web.engine.training.trainer import resolve_device
+    from nnc_web.engine.xai.classifier import load_image_classifier
+
     device = resolve_device("auto")
     classifier = load_image_classifier(Path(params["model"]), device, method)
     what = (f"classifier ({classifier.num_classes} classes" if classifier.num_classes > 1 else
@@ -83,6 +88,8 @@ def clicked_image(ctx, params: dict, classifier: ImageClassifier) -> tuple[Image
 
 def chosen_class(ctx, params: dict, classifier: ImageClassifier, inputs: torch.Tensor) -> int:
     """`class_index`, or (-1) the class the model predicts; logged with the model's score of it."""
+    import torch
+
     with torch.no_grad():
         outputs = classifier.model(inputs)
     if classifier.num_classes == 1:  # one score (an anomaly model's): its value, no softmax of one
@@ -100,6 +107,8 @@ def chosen_class(ctx, params: dict, classifier: ImageClassifier, inputs: torch.T
 
 
 def save_single(ctx, params: dict, picture) -> list[Path]:
+    from nnc_web.engine.xai.pictures import save_png
+
     path = output_path(ctx, params, (".png",))
     save_png(picture, path)
     ctx.log(f"wrote {path.name} ({picture.shape[1]} x {picture.shape[0]})")
@@ -108,6 +117,8 @@ def save_single(ctx, params: dict, picture) -> list[Path]:
 
 def run_batch(ctx, params: dict, classifier: ImageClassifier, spec: BatchSpec,
               explain: Callable[[list[Item]], list[Explained]]) -> list[Path]:
+    from nnc_web.engine.xai.batch import explain_table
+
     path = output_path(ctx, params, (".csv",))
     done = explain_table(ctx, params["input"], resolver_for(params, params["input"]), params["input_variable"],
                          params["label_variable"], classifier, path, spec, explain, max_pixels())

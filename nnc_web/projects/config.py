@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.training.distributed import parse_devices, parse_nodes
-from nnc_web.engine.training.trainer import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
+from nnc_web.engine.training.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 from nnc_web.plugins.registry import Param
 
 CONFIG_PARAMS = (
@@ -34,7 +34,7 @@ CONFIG_PARAMS = (
     Param("nodes", "text", "", label="Nodes (multi-machine)",
           help="empty for one machine; else the host names of every machine of the training, comma-separated, "
                "the first hosting the rendezvous (MASTER_ADDR; port MASTER_PORT, else a free one it picks). Each machine runs "
-               "`devices` processes on the shared job folder (the image classifier only, for now). Only machines "
+               "`devices` processes on the shared job folder (the image classifier, the offline detector and the offline segmenter). Only machines "
                "an administrator lists in NNC_TRAINING_NODES can be named"),
 )
 

@@ -82,7 +82,7 @@ def model_of(endpoint: Endpoint) -> dict:
     model = {"available": True, "architecture": spec.architecture, "inputs": spec.inputs, "task": task_of(manifest),
              "classes": list(manifest.get("class_names") or []), "input_size": manifest.get("input_size")}
     if spec.inputs == "table":
-        from nnc_web.engine.serving.tabular import columns
+        from nnc_web.engine.serving.table_rows import columns
 
         model["columns"] = columns(manifest)
     if spec.task == "anomaly":

@@ -417,3 +417,16 @@ def test_triton_repository_of_a_tabular_model_and_no_repository_for_anomaly_mode
         export_repository(anomaly_run["bundle"], tmp_path / "anomaly", "brick")
     with pytest.raises(UserError, match="model name"):
         export_repository(tabular_runs["regression"]["folder"] / "model", tmp_path / "bad", "no spaces/here")
+
+
+def test_the_web_sides_table_of_builtin_predictors_matches_their_modules():
+    """The web process checks requests from `BUILTINS` without importing the predictors' modules (torch);
+    each module, once imported, registers the same inputs, task and check for its architectures."""
+    from nnc_web.engine.serving import predictor
+
+    for architecture, (inputs, task, check, _) in predictor.BUILTINS.items():
+        predictor.builtin_module(architecture)
+        spec = predictor.PREDICTORS[architecture]
+        assert (spec.inputs, spec.task, spec.check) == (inputs, task, check), architecture
+    served = {a for a, spec in predictor.PREDICTORS.items() if spec.load.__module__.startswith("nnc_web.engine.serving")}
+    assert served == set(predictor.BUILTINS)  # no built-in module registers an architecture the table lacks

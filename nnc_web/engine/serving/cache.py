@@ -8,8 +8,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from nnc_web.engine.serving.predictor import Predictor
 
 
@@ -48,8 +46,7 @@ class ModelCache:
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
                 gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                _free_cuda_cache()
             return predictor
 
     def held(self) -> list[Path]:
@@ -61,3 +58,11 @@ class ModelCache:
         with self._lock:
             held = self._models.get(Path(folder))
             return held[1] if held else None
+
+
+def _free_cuda_cache() -> None:
+    """Give an evicted model's GPU memory back (torch is loaded: a model was)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -8,16 +8,19 @@ Other training plugins join with `register_predictor(architecture, inputs, load)
 only needs `ImageClassifierPredictor(model, transform, class_names, device)` (see `image.py`)."""
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nnc_web.engine.errors import UserError
 from nnc_web.engine.serving.instances import Limits, Parameters, RequestError, instances_of, peek_image
+from nnc_web.engine.serving.table_rows import check_row
+
+if TYPE_CHECKING:
+    import torch
 
 INPUTS = ("image", "table")
 
@@ -47,7 +50,7 @@ class Predictor:
         return [self.answer(out, item, parameters) for out, item in zip(self.forward(prepared), prepared, strict=True)]
 
 
-Loader = Callable[[Path, dict, torch.device, str, Path | None], Predictor]
+Loader = Callable[[Path, dict, "torch.device", str, "Path | None"], Predictor]
 Checker = Callable[[dict, dict, str, Limits], None]
 
 
@@ -76,9 +79,33 @@ def register_predictor(architecture: str, inputs: str, load: Loader, check: Chec
     return spec
 
 
-def _register_builtins() -> None:
-    # Imported for their registrations; they import this module, so not at its top.
-    from nnc_web.engine.serving import anomaly, clip, detection, image, tabular  # noqa: F401
+# The built-in predictors: architecture -> (inputs, task, the web process's check, the module that loads
+# it and registers its real spec when imported). Known here without torch, which the web process that
+# checks requests does not load; tests/engine/test_serving.py checks them against the modules' own.
+BUILTINS: dict[str, tuple[str, str, Checker, str]] = {
+    "transfer_classifier": ("image", "classification", check_image, "image"),
+    "clip_zero_shot": ("image", "classification", check_image, "clip"),
+    "padim": ("image", "anomaly", check_image, "anomaly"),
+    "patchcore": ("image", "anomaly", check_image, "anomaly"),
+    "centernet_detector": ("image", "detection", check_image, "detection"),
+    "detr_detector": ("image", "detection", check_image, "detection"),
+    "lraspp_segmenter": ("image", "segmentation", check_image, "detection"),
+    "segformer_segmenter": ("image", "segmentation", check_image, "detection"),
+    "tabular_mlp": ("table", "classification", check_row, "tabular"),
+}
+
+
+def builtin_module(architecture: str):
+    """Import the module that serves a built-in architecture (it registers its spec)."""
+    return importlib.import_module(f"nnc_web.engine.serving.{BUILTINS[architecture][3]}")
+
+
+def _lazy_load(architecture: str) -> Loader:
+    def load(*args: Any) -> Predictor:
+        builtin_module(architecture)
+        return PREDICTORS[architecture].load(*args)
+
+    return load
 
 
 def read_manifest(folder: Path) -> dict:
@@ -92,10 +119,12 @@ def read_manifest(folder: Path) -> dict:
 
 
 def spec_for(manifest: dict) -> PredictorSpec:
-    _register_builtins()
     architecture = manifest.get("architecture")
+    if architecture not in PREDICTORS and architecture in BUILTINS:
+        inputs, task, check, _ = BUILTINS[architecture]
+        return PredictorSpec(architecture, inputs, _lazy_load(architecture), check, task)
     if architecture not in PREDICTORS:
-        known = ", ".join(sorted(PREDICTORS))
+        known = ", ".join(sorted({*PREDICTORS, *BUILTINS}))
         raise UserError(f"models of architecture {architecture!r} cannot be served yet (served: {known})")
     return PREDICTORS[architecture]
 
@@ -110,6 +139,8 @@ def task_of(manifest: dict) -> str:
 
 def load_predictor(folder: Path, device: torch.device | str = "cpu", runtime: str = "auto",
                    onnx_dir: Path | None = None) -> Predictor:
+    import torch
+
     manifest = read_manifest(folder)
     return spec_for(manifest).load(Path(folder), manifest, torch.device(device), runtime, onnx_dir)
 

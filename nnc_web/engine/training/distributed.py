@@ -34,12 +34,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nnc_web.engine.errors import JobCancelled, UserError
 from nnc_web.engine.safe_paths import safe_join
+
+if TYPE_CHECKING:  # torch is imported where it is used: the project's Config form checks devices and nodes
+    import torch  # on the web side, which does not load torch
 
 DEFAULT_PORT = 29500  # torchrun's
 MAX_DEVICES = 64  # processes per machine a config may ask for; the machine's own GPUs / cores cap it further
@@ -63,9 +64,15 @@ def timeout() -> timedelta:
     return timedelta(seconds=float(os.environ.get("NNC_DDP_TIMEOUT", 1800)))
 
 
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def parse_devices(value: Any, cuda_count: int | None = None) -> int:
     """`devices` of the training config: `auto` (every visible GPU, 1 on CPU) or a whole number >= 1."""
-    count = torch.cuda.device_count() if cuda_count is None else cuda_count
+    count = cuda_devices() if cuda_count is None else cuda_count
     text = str(value).strip().lower() if value is not None else "1"
     if text in ("", "1"):
         return 1
@@ -139,7 +146,7 @@ class Placement:
 
 def plan(devices: Any, nodes: Any, use_cuda: bool) -> Placement:
     """The placement the config asks for on this machine; world 1 means today's single process."""
-    count = torch.cuda.device_count() if use_cuda else 0
+    count = cuda_devices() if use_cuda else 0
     number = parse_devices(devices, count)
     if use_cuda and number > count:
         raise UserError(f"devices is {number}, but this machine has {count} visible GPU{'s' if count != 1 else ''} "
@@ -183,6 +190,8 @@ def release_port(port: int) -> None:
 
 def _master_store(port: int):
     """The rendezvous' store server on `port` (0: a free one; the server listens on every interface)."""
+    import torch.distributed
+
     return torch.distributed.TCPStore("0.0.0.0", port, None, True, timeout(), wait_for_workers=False)
 
 
@@ -247,6 +256,8 @@ class RankReporter:
 def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, reports, stop,
            launcher_pid: int) -> None:
     """The body of one spawned rank: join the group, run the entry, report how it ended."""
+    import torch.distributed
+
     from nnc_web.engine.parallel import die_with_parent
 
     die_with_parent(launcher_pid)  # a killed worker leaves no training processes behind

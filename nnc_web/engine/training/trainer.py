@@ -37,10 +37,8 @@ from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
 from nnc_web.engine.training import distributed, linear_head, ranks
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
 from nnc_web.engine.training.model import TransferClassifier
+from nnc_web.engine.training.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
-AUGMENTATIONS = ("flip", "translate", "scale", "brightness")
 BACKBONE_LR_FACTOR = 0.1  # `all`: the pretrained backbone learns ten times slower than the new head
 WARM_UP_PATH = 6  # `all`: weight decays tried when the head is fitted before fine-tuning (1e-1 .. 1e-6)
 

@@ -21,6 +21,7 @@ from nnc_web.engine.hf_weights import load_pretrained, require_weights, tiny_con
 from nnc_web.engine.model_store import IMAGENET_MEAN, IMAGENET_STD
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 from nnc_web.engine.training.bundle import FORMAT
+from nnc_web.engine.training.memory_guard import check_run_fits
 
 MODEL_ID = DETR_MODEL_ID
 ARCHITECTURE = DETR_DETECTOR
@@ -106,6 +107,7 @@ def train_detr(train: DetectionData, valid: DetectionData, class_names: list[str
         raise UserError(f"input_size must be a multiple of 32 (the backbone's stride), got {size}")
     torch.manual_seed(seed)
     model = build_detr(class_names, pretrained, reporter).to(device)
+    check_run_fits(model, size, batch_size, device, forward=lambda images: model(pixel_values=images))
     reporter.log(f"training DETR ({size} px) on {device}: {len(train.images)} training images ({train.box_count} "
                  f"boxes), {len(valid.images)} validation images, {len(class_names)} classes")
 

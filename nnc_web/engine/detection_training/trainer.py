@@ -35,6 +35,7 @@ from nnc_web.engine.detection_training.targets import batch_targets, detection_l
 from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import Reporter, UserError, check_stop
 from nnc_web.engine.training import distributed, ranks
+from nnc_web.engine.training.memory_guard import check_run_fits
 from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 
 LOSS_PARTS = ("heat_loss", "size_loss", "offset_loss")
@@ -139,6 +140,7 @@ class DetectionTrainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         model = CenterNetDetector(len(self.class_names), config.pretrained).to(self.device)
+        check_run_fits(model, self.size, config.batch_size, self.device, self.rank)  # before any epoch
         optimizer = self._optimizer(model)
         scheduler = self._scheduler(optimizer)
         state = _State()

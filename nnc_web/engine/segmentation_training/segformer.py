@@ -24,6 +24,7 @@ from nnc_web.engine.segmentation import IGNORE
 from nnc_web.engine.segmentation_training.data import SegmentationData, SegmentationDataset, check_masks
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.training.bundle import FORMAT
+from nnc_web.engine.training.memory_guard import check_run_fits
 
 MODEL_ID = SEGFORMER_MODEL_ID
 ARCHITECTURE = SEGFORMER_SEGMENTER
@@ -100,6 +101,7 @@ def train_segformer(train: SegmentationData, valid: SegmentationData, class_name
     check_masks(valid, len(class_names), "validation")
     torch.manual_seed(seed)
     model = build_segformer(class_names, pretrained, reporter).to(device)
+    check_run_fits(model, size, batch_size, device, forward=lambda images: model(pixel_values=images))
     reporter.log(f"training SegFormer ({size} px) on {device}: {len(train.images)} training and "
                  f"{len(valid.images)} validation images, {len(class_names)} classes ({IGNORE} = ignore)")
     predict = segformer_predictor(batch_size)

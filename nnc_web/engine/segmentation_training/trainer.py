@@ -35,6 +35,7 @@ from nnc_web.engine.segmentation_training.data import (
 from nnc_web.engine.segmentation_training.metrics import confusion, segmentation_metrics
 from nnc_web.engine.segmentation_training.model import LiteSegmenter
 from nnc_web.engine.training import distributed, ranks
+from nnc_web.engine.training.memory_guard import check_run_fits
 from nnc_web.engine.training.trainer import TrainConfig, resolve_device
 
 
@@ -113,6 +114,7 @@ class SegmentationTrainer:
                 return self._run_distributed(resume, placement)
         torch.manual_seed(config.seed)
         model = LiteSegmenter(len(self.class_names), config.pretrained).to(self.device)
+        check_run_fits(model, self.size, config.batch_size, self.device, self.rank)  # before any epoch
         optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
             model.parameters(), lr=config.learning_rate) if config.optimizer != "sgd" else torch.optim.SGD(
             model.parameters(), lr=config.learning_rate, momentum=0.9)

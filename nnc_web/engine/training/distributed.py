@@ -219,10 +219,16 @@ class Rank:
     world: int
     backend: str
     device: torch.device
+    local_world: int = 1  # the processes of this machine (CPU ranks share its memory)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def sharing(self) -> int:
+        """How many processes share this rank's device memory."""
+        return self.local_world if self.device.type == "cpu" else 1
 
 
 class RankReporter:
@@ -279,7 +285,8 @@ def _child(local_rank: int, entry: Callable, args: tuple, placement: Placement, 
                                          timeout=timeout())
     reporter = RankReporter(rank, reports, stop, args[0] if args else Path("."))
     try:
-        payload = entry(Rank(rank, local_rank, placement.world, placement.backend, device), reporter, *args)
+        payload = entry(Rank(rank, local_rank, placement.world, placement.backend, device, placement.devices),
+                        reporter, *args)
         reports.put(("result", rank, payload))
     except JobCancelled:
         reports.put(("cancelled", rank))

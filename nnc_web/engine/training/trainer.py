@@ -36,6 +36,7 @@ from nnc_web.engine.model_store import get_backbone
 from nnc_web.engine.reporting import JobCancelled, Reporter, UserError
 from nnc_web.engine.training import distributed, linear_head, ranks
 from nnc_web.engine.training.data import ClassificationData, ImageDataset
+from nnc_web.engine.training.memory_guard import check_run_fits
 from nnc_web.engine.training.model import TransferClassifier
 from nnc_web.engine.training.options import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 
@@ -256,6 +257,7 @@ class Trainer:
         frozen = config.train_param == "last_fc_only"
         if frozen:
             model.features.requires_grad_(False)
+        check_run_fits(model, self.size, config.batch_size, self.device, self.rank)  # before any epoch
         optimizer = self._optimizer(model)
         scheduler = self._scheduler(optimizer)
         state = _State()

@@ -2,6 +2,8 @@
 
 A plugin declares `params` (the schema of docs/plugins.md) and a thin `run(ctx, params)` that
 calls the engine. `complete(job, result)` registers what the run produced (datasets, results).
+A plugin module imports the engine inside `run`: the web processes import every plugin for its schema
+and must not load torch for that (tests/test_light_web.py).
 """
 from __future__ import annotations
 

@@ -51,10 +51,10 @@ def check_step_fits(model: nn.Module, size: int, batch: int, device: torch.devic
                     forward: Callable[[torch.Tensor], object] | None = None) -> int:
     """Refuse a training step that would not fit, saying what would; the bytes it needs otherwise.
     `batch` is this process's share; `processes` share this device's memory (CPU ranks share the RAM)."""
+    free = available_bytes(device) // max(processes, 1)  # before the probe: a GPU's allocator keeps its blocks
     per_image = saved_bytes_per_image(model, forward or model, size, device)
     parameters = list(model.parameters())
     need = step_bytes(per_image, batch, parameters)
-    free = available_bytes(device) // max(processes, 1)
     if need <= free * USABLE:
         return need
     fits = 0

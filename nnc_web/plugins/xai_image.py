@@ -59,7 +59,6 @@ def layer_param(name: str, default: str, help_text: str) -> Param:
 
 
 def open_classifier(ctx, params: dict, method: str) -> ImageClassifier:
-    import nnc_web.engine.anomaly.bundle  # noqa: F401 - registers the anomaly bundles' loaders (their score is explained)
     from nnc_web.engine.training.trainer import resolve_device
     from nnc_web.engine.xai.classifier import load_image_classifier
 

@@ -6,6 +6,7 @@ Bundles of other image architectures (later training plugins) join with `registe
 returns an `ImageClassifier` whose `model` maps normalised (N, 3, S, S) images to class logits."""
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,6 +155,10 @@ def _transfer_classifier(bundle: Path, manifest: dict, device: torch.device) -> 
 
 register_loader("transfer_classifier", _transfer_classifier)
 
+# Modules that register the loaders of their own bundles when imported (they import this one, so they
+# are imported at the first lookup; a worker imports the engine only when a job needs it).
+REGISTRARS = ("nnc_web.engine.anomaly.bundle", "nnc_web.engine.clip.model")
+
 
 def load_image_classifier(bundle: Path, device: torch.device, method: str = "this explanation") -> ImageClassifier:
     """The bundle's classifier on `device`, in eval mode, its parameters frozen (the methods need
@@ -163,6 +168,8 @@ def load_image_classifier(bundle: Path, device: torch.device, method: str = "thi
     except (OSError, ValueError) as exc:
         raise UserError("this run has no readable model") from exc
     architecture = manifest.get("architecture", "unknown")
+    for module in REGISTRARS:
+        importlib.import_module(module)
     if architecture not in LOADERS:
         raise UserError(f"{method} needs an image classifier; this run's model is {architecture}")
     classifier = LOADERS[architecture](Path(bundle), manifest, device)

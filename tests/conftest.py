@@ -68,9 +68,10 @@ def private_postgres():
 
 
 @pytest.fixture(scope="session")
-def live_stack(tmp_path_factory, private_postgres):
+def live_stack(tmp_path_factory, request):
     """The studio most live and browser tests share, on PostgreSQL as deployed (every state change, JSON
-    field and migration proven on it); the restart tests start their own on SQLite, the default."""
+    field and migration proven on it): DATABASE_URL's when the suite is given one, else a private server's;
+    the restart tests start their own on SQLite, the default."""
     from nnc_web.launcher import free_port
 
     data_dir = tmp_path_factory.mktemp("live")
@@ -78,7 +79,7 @@ def live_stack(tmp_path_factory, private_postgres):
     # folder that tests fill to import from.
     server_data = data_dir / "server-data"
     server_data.mkdir()
-    database_url = private_postgres.database("live")
+    database_url = os.environ.get("DATABASE_URL") or request.getfixturevalue("private_postgres").database("live")
     process, info = start_stack(data_dir, free_port(), extra_env={
         "DATABASE_URL": database_url, "NNC_UPLOAD_CHUNK_BYTES": "65536",
         "NNC_IMPORT_DIRS": str(server_data),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nnc_web.engine.errors import UserError
+from nnc_web.engine.training.ranks import rank_batch
 from nnc_web.engine.xai.memory import USABLE, GiB, available_bytes
 
 # What autograd keeps, times this for the backward pass's own buffers: a CPU detector step at batch 4
@@ -42,8 +43,13 @@ def saved_bytes_per_image(model: nn.Module, forward: Callable[[torch.Tensor], ob
     return sum(storages.values())
 
 
-def step_bytes(per_image: int, batch: int, parameters: Iterable[nn.Parameter]) -> int:
-    trained = sum(p.numel() * p.element_size() for p in parameters if p.requires_grad)
+def trained_bytes(parameters: Iterable[nn.Parameter]) -> int:
+    return sum(p.numel() * p.element_size() for p in parameters if p.requires_grad)
+
+
+def step_bytes(per_image: int, batch: int, parameters: Iterable[nn.Parameter] | int) -> int:
+    """`parameters`: the model's, or their trained_bytes already summed."""
+    trained = parameters if isinstance(parameters, int) else trained_bytes(parameters)
     return int(per_image * batch * BACKWARD_FACTOR + trained * PARAMETER_COPIES)
 
 
@@ -53,7 +59,7 @@ def check_step_fits(model: nn.Module, size: int, batch: int, device: torch.devic
     `batch` is this process's share; `processes` share this device's memory (CPU ranks share the RAM)."""
     free = available_bytes(device) // max(processes, 1)  # before the probe: a GPU's allocator keeps its blocks
     per_image = saved_bytes_per_image(model, forward or model, size, device)
-    parameters = list(model.parameters())
+    parameters = trained_bytes(model.parameters())  # summed once: the search below asks for many batches
     need = step_bytes(per_image, batch, parameters)
     if need <= free * USABLE:
         return need
@@ -74,4 +80,4 @@ def check_run_fits(model: nn.Module, size: int, batch_size: int, device: torch.d
     of one machine sharing its memory."""
     if rank is None:
         return check_step_fits(model, size, batch_size, device, 1, forward)
-    return check_step_fits(model, size, max(1, batch_size // rank.world), device, rank.sharing, forward)
+    return check_step_fits(model, size, rank_batch(batch_size, rank.world), device, rank.sharing, forward)

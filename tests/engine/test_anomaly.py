@@ -217,6 +217,24 @@ def naive_k_center(points: np.ndarray, size: int, start: int) -> list[int]:
     return chosen
 
 
+def test_sliced_channels_last_extraction_gives_each_images_own_features(textures):
+    # CPU passes run channels-last in slices of CPU_SLICE images: a batch's features must be, in order,
+    # what each image gives alone through the plain (contiguous, whole-batch) forward pass
+    from nnc_web.engine.anomaly import features
+
+    model = make("patchcore", pretrained=True)
+    batch = torch.stack([model.transform(features.load_rgb(p, 10**8)) for p in textures["train"][:7]])
+    assert len(batch) > features.CPU_SLICE
+    sliced = model.extractor(batch)
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in sliced)
+    alone = [model.extractor._layers(image[None].contiguous(), False) for image in batch]
+    for layer, output in enumerate(sliced):
+        expected = torch.cat([a[layer] for a in alone])
+        assert output.shape == expected.shape
+        assert torch.allclose(output, expected, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(output[:-1], expected[1:], atol=1e-2)  # order matters: images differ
+
+
 def test_coreset_is_the_greedy_k_center_selection_and_covers_better_than_random():
     generator = torch.Generator().manual_seed(1)  # 3-d data in 24 dims, like patch features on a manifold
     points = torch.rand(3000, 3, generator=generator) @ torch.randn(3, 24, generator=generator)

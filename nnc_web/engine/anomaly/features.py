@@ -6,6 +6,11 @@ unless `differentiable` is set (the explanation methods' view of an anomaly scor
 random selection per layer (the PaDiM paper's reduction), saved with the model so that scores are
 reproducible after reloading. `feature_ratio` `auto` keeps the method's own number of dimensions
 (PaDiM: the paper's 100, whatever the backbone's width) instead of a share of the channels.
+
+The backbone runs channels-last, and on a CPU in slices of CPU_SLICE images: on Lite0 at 224 px that
+halves the extraction time (51 images in batches of 16, 2 cores, medians of 6 interleaved runs: 1.81 s
+as before, 1.36 s channels-last, 0.92 s channels-last in slices of 4; oneDNN's depthwise convolutions
+are faster on NHWC, and a few images' activations stay in cache).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from nnc_web.engine.imaging import open_checked
 from nnc_web.engine.model_store import get_backbone, load_backbone
 from nnc_web.engine.reporting import UserError
 
+CPU_SLICE = 4  # images per CPU forward pass without gradients (slices of 2: 0.99 s, 4: 0.92 s, 16: 1.36 s)
+
 
 class _StopForward(Exception):
     """Raised by the hook of the deepest wanted layer: nothing after it needs to run."""
@@ -35,6 +42,7 @@ class LayerFeatures(nn.Module):
         self.backbone_id = backbone_id
         self.layers = tuple(layers)
         self.body = load_backbone(backbone_id, pretrained) if body is None else body
+        self.body.to(memory_format=torch.channels_last)
         self.differentiable = False  # True: gradients flow to the input and the layers (explanations)
         modules = dict(self.body.named_modules())
         missing = [name for name in self.layers if name not in modules]
@@ -56,12 +64,21 @@ class LayerFeatures(nn.Module):
         raise _StopForward
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        grad = self.differentiable and torch.is_grad_enabled()
+        images = images.contiguous(memory_format=torch.channels_last)
+        if grad or images.device.type != "cpu" or len(images) <= CPU_SLICE:
+            return self._layers(images, grad)
+        # One pass per slice; gradients never (an explanation's layer hooks expect one pass per forward).
+        slices = [self._layers(part, False) for part in images.split(CPU_SLICE)]
+        return [torch.cat(outputs) for outputs in zip(*slices, strict=True)]
+
+    def _layers(self, images: torch.Tensor, grad: bool) -> list[torch.Tensor]:
         self._outputs = {}
         # The stop is hooked for this pass only, after every other hook of the deepest layer (Grad-CAM's,
         # registered just before the pass, must still see its output).
         stop = self._deepest.register_forward_hook(self._stop)
         try:
-            with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
+            with torch.set_grad_enabled(grad):
                 self.body(images)
         except _StopForward:
             pass

@@ -7,7 +7,7 @@ random selection per layer (the PaDiM paper's reduction), saved with the model s
 reproducible after reloading. `feature_ratio` `auto` keeps the method's own number of dimensions
 (PaDiM: the paper's 100, whatever the backbone's width) instead of a share of the channels.
 
-The backbone runs channels-last, and on a CPU in slices of CPU_SLICE images: on Lite0 at 224 px that
+On a CPU the backbone runs channels-last, in slices of CPU_SLICE images: on Lite0 at 224 px that
 halves the extraction time (51 images in batches of 16, 2 cores, medians of 6 interleaved runs: 1.81 s
 as before, 1.36 s channels-last, 0.92 s channels-last in slices of 4; oneDNN's depthwise convolutions
 are faster on NHWC, and a few images' activations stay in cache).
@@ -42,7 +42,7 @@ class LayerFeatures(nn.Module):
         self.backbone_id = backbone_id
         self.layers = tuple(layers)
         self.body = load_backbone(backbone_id, pretrained) if body is None else body
-        self.body.to(memory_format=torch.channels_last)
+        self.body.to(memory_format=torch.channels_last)  # the CPU's layout (AnomalyModel undoes it on a GPU)
         self.differentiable = False  # True: gradients flow to the input and the layers (explanations)
         modules = dict(self.body.named_modules())
         missing = [name for name in self.layers if name not in modules]
@@ -65,8 +65,10 @@ class LayerFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         grad = self.differentiable and torch.is_grad_enabled()
+        if images.device.type != "cpu":
+            return self._layers(images, grad)
         images = images.contiguous(memory_format=torch.channels_last)
-        if grad or images.device.type != "cpu" or len(images) <= CPU_SLICE:
+        if grad or len(images) <= CPU_SLICE:
             return self._layers(images, grad)
         # One pass per slice; gradients never (an explanation's layer hooks expect one pass per forward).
         slices = [self._layers(part, False) for part in images.split(CPU_SLICE)]

@@ -80,6 +80,8 @@ class AnomalyModel:
         self.layer_channels = [channels for channels, _, _ in shapes]
         self.grids = [(height, width) for _, height, width in shapes]
         self.extractor = LayerFeatures(backbone_id, self.layers, pretrained).to(self.device)
+        if self.device.type != "cpu":  # NHWC was measured faster on CPUs only (features.py)
+            self.extractor.body.to(memory_format=torch.contiguous_format)
         if channels is None:
             channels = flatten_selection(select_channels(self.layer_channels, self.feature_ratio, seed,
                                                          self.auto_dims), self.layer_channels)

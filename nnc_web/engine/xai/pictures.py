@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
 from PIL import Image
 
 from nnc_web.engine.atomic import replace_atomically
@@ -89,29 +90,21 @@ def save_png(array: np.ndarray, path: Path) -> Path:
 
 def encode_png(array: np.ndarray) -> bytes:
     """uint8 grey (H, W) or RGB (H, W, 3) as PNG bytes, fast (batch jobs write one per row): every row
-    `Up`-filtered (minus the row above) in one NumPy pass, deflated with zlib's run-length strategy, and
-    again at level 1 where that left less than half (flat areas and gradients, where LZ77's matches pay
-    and are found fast). Pillow tries four filters on every row in C loops, which costs more than the
-    deflating: on the 2-core box a 224 px overlay on textured noise takes 11-13 ms there and 3 ms here
-    (112 kB and 109 kB), on a digit 9-10 and 5 ms (38 and 35 kB), on a smooth gradient about the same
-    time (29 and 27 kB)."""
+    `Up`-filtered (minus the row above) in one NumPy pass, deflated by ISA-L (`isal`, level 1), which
+    on these pictures makes zlib's level-1 sizes 5-6x faster. Pillow tries four filters on every row in
+    C loops, which costs more than the deflating: on the 2-core box a 224 px overlay on textured noise
+    takes 11 ms there, 3 ms with zlib's run-length strategy and under 1 ms here, at the same size
+    (benchmarks/xai.py --png)."""
     height, width = array.shape[:2]
     rows = np.ascontiguousarray(array).reshape(height, -1)
     filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     filtered[:, 0] = 2  # the row's filter type: Up (the first row's "above" is zeros)
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG's filters are
-    data = _deflate(filtered, zlib.Z_RLE)
-    if len(data) < filtered.size // 2:
-        data = min(data, _deflate(filtered, zlib.Z_DEFAULT_STRATEGY), key=len)
+    data = isal_zlib.compress(filtered, 1)  # a zlib stream, what IDAT holds
     colour_type = 0 if array.ndim == 2 else 2  # grey or RGB, 8 bits, no interlacing
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
-
-
-def _deflate(data: np.ndarray, strategy: int) -> bytes:
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, strategy)
-    return deflate.compress(data) + deflate.flush()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

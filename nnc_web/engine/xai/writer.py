@@ -1,8 +1,9 @@
 """The batch explanations' background writer: each row's picture (drawn, PNG-encoded) and raw map
 (float16 .npy) are written on one thread while the main thread decodes and explains the next rows.
-The writer's work is kept small and off torch (NumPy and zlib, which release the GIL: about 5 ms of
-CPU an image, `pictures.encode_png`), because on a 2-core CPU it shares the cores with the forward and
-backward passes; a torch op here would also queue on the explaining side's intra-op threads.
+The writer's work is kept small and off torch (NumPy and ISA-L's deflate, which release the GIL: about
+4 ms of CPU an image, `pictures.encode_png` under 1 ms of it), because on a 2-core CPU it shares the
+cores with the forward and backward passes; a torch op here would also queue on the explaining side's
+intra-op threads.
 
 A bounded queue keeps memory flat (the explaining side waits when the writer is behind); every file
 lands whole (written beside, then renamed); the first failure is raised on the explaining side at its

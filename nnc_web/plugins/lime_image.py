@@ -47,10 +47,10 @@ def explain_one(ctx, params: dict, classifier: ImageClassifier, unit, class_inde
 
 
 def _batch(classifier: ImageClassifier) -> int:
-    from nnc_web.engine.xai.lime_image import BATCH
+    from nnc_web.engine.xai.lime_image import default_batch
     from nnc_web.engine.xai.memory import fitted_batch
 
-    return fitted_batch(BATCH, classifier.input_size, classifier.saved_bytes_per_pixel, False, classifier.device)
+    return fitted_batch(default_batch(classifier.device), classifier.input_size, classifier.saved_bytes_per_pixel, False, classifier.device)
 
 
 def run_single(ctx, params: dict) -> list:

@@ -247,6 +247,25 @@ def test_lime_batches_give_the_same_weights_as_one_image_per_pass(shapes):
     assert np.allclose(batched, single, atol=1e-5) and np.abs(batched).max() > 0
 
 
+def test_lime_puts_each_distinct_mask_through_the_model_once_and_gets_the_same_weights(shapes):
+    classifier = shapes.classifier
+    unit = classifier.unit(shapes.images[1])
+    segments, _ = superpixels(to_pixels(unit), 6)
+    count = int(segments.max()) + 1
+    assert 2 <= count <= 6  # at most 64 masks: 200 draws repeat many
+    seen = []
+    hook = classifier.model.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    try:
+        reused = lime_weights(classifier, unit, segments, 0, 200, batch_size=16)
+        forwarded, seen[:] = sum(seen), []
+        every = lime_weights(classifier, unit, segments, 0, 200, batch_size=16, reuse=False)
+    finally:
+        hook.remove()
+    assert sum(seen) == 200
+    assert forwarded <= 2 ** count < 200  # each distinct mask once
+    assert np.allclose(reused, every, atol=1e-5) and np.abs(reused).max() > 0
+
+
 def test_other_models_and_classes_get_clear_messages(shapes, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"architecture": "tabular_mlp"}))
     with pytest.raises(UserError, match="^Grad-CAM needs an image classifier; this run's model is tabular_mlp$"):

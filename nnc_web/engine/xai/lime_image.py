@@ -20,12 +20,13 @@ BATCH = 64  # perturbed images per forward pass on a GPU
 # 24.1 / 21.2 / 31.2 / 41.6 as loaded (NCHW) and 32.0 / 19.1 / 23.5 / 32.9 channels-last (benchmarks/xai.py).
 CPU_BATCH = 8
 
-
-def default_batch(device: torch.device) -> int:
-    return CPU_BATCH if device.type == "cpu" else BATCH
 # SLIC's defaults (NNC's) first; on fine-grained noise they can merge the image into one or two
 # segments (connectivity enforcement swallows the fragments), so then smoothing and compactness go up.
 SLIC_SETTINGS = ((10.0, 0.0), (10.0, 1.0), (30.0, 1.0), (100.0, 1.0))  # (compactness, sigma)
+
+
+def default_batch(device: torch.device) -> int:
+    return CPU_BATCH if device.type == "cpu" else BATCH
 
 
 def superpixels(pixels: np.ndarray, num_segments: int) -> tuple[np.ndarray, str]:
